@@ -1,0 +1,127 @@
+"""Network widths by preset.
+
+One set of classes builds every model; a :class:`Preset` only chooses widths. ``official`` reproduces the
+public S²VC release tensor for tensor (its ``state_dict`` keys, shapes and dtypes equal the release manifests);
+``tiny`` keeps every part of the architecture at widths small enough for real-time CPU coding.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class IntraWidths:
+    """OneDC intra codec (``IntraNoAR``)."""
+
+    pix_emb: int = 192  # enc.pix_emb output channels
+    ctrl: int = 320  # pix_fusion output = U-Net input channels (C_diff)
+    internal: int = 512  # enc U-Net conv_in output, trans_coding, hyper_enc tail, decoder trunk
+    unet_channels: tuple[int, ...] = (512, 768, 768)  # enc.unet block_out_channels
+    attention_head_dim: int = 8  # enc.unet: heads = C / attention_head_dim
+    semantic: int = 768  # semantic tokens (cross-attention dim of the codec U-Net)
+    y: int = 128  # N, latent y channels
+    fsq_levels: tuple[int, ...] = (4, 4, 4, 4, 4, 4, 4)  # one level count per z channel
+    norm_groups: int = 32  # GroupNorm groups of VQGAN blocks / enc.unet
+
+
+@dataclass(frozen=True)
+class InterWidths:
+    """DCVC-RT-style inter codec (``DMC_OneDC``)."""
+
+    ch: int = 384  # feature / context channels
+    ch_mid: int = 576  # encoder/decoder DCB5 mid width and SemanticHead width
+    y: int = 128
+    z: int = 64
+    temporal: int = 256  # temporal prior encoder output
+    ctrl: int = 320  # recon_pix output = U-Net input channels (C_diff)
+    semantic: int = 768
+    norm_groups: int = 32  # GroupNorm groups of the SemanticHead AttnBlocks
+
+
+@dataclass(frozen=True)
+class UNetWidths:
+    """Codec U-Net: SD1.5 ``UNet2DConditionModel`` + LoRA adapters + codec heads + TCG fusion."""
+
+    block_out_channels: tuple[int, ...] = (320, 640, 1280, 1280)
+    layers_per_block: int = 2
+    cross_attention_dim: int = 768
+    attention_head_dim: int = 8  # diffusers uses this as the number of heads for SD1.5
+    norm_groups: int = 32
+    in_channels: int = 320  # replaced conv_in input (C_diff)
+    lora_rank: int = 64
+    lora_alpha: float = 8.0
+    motion_channels: int = 160  # zero "motion" channels of the TCG blocks
+
+
+@dataclass(frozen=True)
+class VAEWidths:
+    """SD2.1 ``AutoencoderKL`` with windowed mid-block attention."""
+
+    block_out_channels: tuple[int, ...] = (128, 256, 512, 512)
+    layers_per_block: int = 2
+    latent_channels: int = 4
+    norm_groups: int = 32
+    scaling_factor: float = 0.18215
+    attn_window: int = 16
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    intra: IntraWidths = field(default_factory=IntraWidths)
+    inter: InterWidths = field(default_factory=InterWidths)
+    unet: UNetWidths = field(default_factory=UNetWidths)
+    vae: VAEWidths = field(default_factory=VAEWidths)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Preset":
+        def build(kind: type, values: dict[str, Any]) -> Any:
+            names = {f.name for f in dataclasses.fields(kind)}
+            unknown = set(values) - names
+            if unknown:
+                raise ValueError(f"unknown {kind.__name__} fields: {sorted(unknown)}")
+            return kind(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+        return cls(
+            name=data["name"],
+            intra=build(IntraWidths, data.get("intra", {})),
+            inter=build(InterWidths, data.get("inter", {})),
+            unet=build(UNetWidths, data.get("unet", {})),
+            vae=build(VAEWidths, data.get("vae", {})),
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+
+OFFICIAL = Preset(name="official")
+
+TINY = Preset(
+    name="tiny",
+    intra=IntraWidths(
+        pix_emb=16, ctrl=32, internal=64, unet_channels=(64, 64, 64), attention_head_dim=16,
+        semantic=64, y=32, fsq_levels=(4, 4, 4, 4), norm_groups=8,
+    ),
+    inter=InterWidths(ch=48, ch_mid=64, y=32, z=16, temporal=32, ctrl=32, semantic=64, norm_groups=8),
+    unet=UNetWidths(
+        block_out_channels=(32, 64, 64, 64), layers_per_block=1, cross_attention_dim=64,
+        attention_head_dim=4, norm_groups=8, in_channels=32, lora_rank=4, lora_alpha=0.5, motion_channels=16,
+    ),
+    vae=VAEWidths(block_out_channels=(8, 16, 32, 32), layers_per_block=1, norm_groups=8, attn_window=16),
+)
+
+PRESETS: dict[str, Preset] = {p.name: p for p in (OFFICIAL, TINY)}
+
+
+def get_preset(name: str) -> Preset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(sorted(PRESETS))}") from None
