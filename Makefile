@@ -1,0 +1,35 @@
+# s2vc — each target works on a fresh machine on its own (it installs what it needs first).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+ARGS   ?=
+
+.PHONY: install test demo bench clean help
+
+help:
+	@echo "make install   create .venv with every dependency pinned (torch 2.13.0 CPU)"
+	@echo "make demo      encode + decode a real clip with the default model; prints bpp, kbps, PSNR, fps"
+	@echo "make test      run the test suite (CPU, minutes)"
+	@echo "make bench     encode/decode fps and peak memory per preset and resolution"
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]'
+	@! $(BIN)/python -m pip show torchvision >/dev/null 2>&1 || (echo "torchvision must not be installed" && exit 1)
+	@touch $(STAMP)
+
+test: install
+	$(BIN)/python -m pytest -q $(ARGS)
+
+demo: install
+	$(BIN)/s2vc demo $(ARGS)
+
+bench: install
+	$(BIN)/python -m evaluation.bench_codec $(ARGS)
+
+clean:
+	rm -rf $(VENV) demo_out .pytest_cache

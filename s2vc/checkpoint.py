@@ -1,0 +1,367 @@
+"""Checkpoint I/O: this project's own format and the official S²VC release layout.
+
+Own format (a folder): ``config.json`` (format tag, preset widths, model id, rate names, sha256 of the weights
+file) + ``model.safetensors`` (keys ``vae.*`` and ``rates.<i>.{intra,inter,unet}.*``). Rate points load lazily.
+
+Official release (a folder as the release's archives unpack)::
+
+    SD_ckpts/stable-diffusion-v1-5/            diffusers folder (only unet/config.json is read)
+    SD_ckpts/stable-diffusion-2-1/vae/         config.json + diffusion_pytorch_model.safetensors
+    I_ckpts/onedc_lmbda<I>/model_1.safetensors intra codec
+    P_ckpts/lmbda<V>/model_1.safetensors       inter codec
+    P_ckpts/lmbda<V>/model.safetensors         codec U-Net (base + both LoRA adapters + TCG + heads)
+
+Weights never come from the network: every path here is local.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .errors import CheckpointError
+from .model import RateModel, S2VCModel, build_model, content_hash
+from .presets import OFFICIAL, Preset, get_preset
+
+FORMAT_TAG = "s2vc-checkpoint"
+FORMAT_VERSION = 1
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MODEL_DIR = REPO_ROOT / "weights" / "default"
+
+
+# ----------------------------------------------------------------------------------------------- own format
+def save_checkpoint(model: S2VCModel, folder: str | Path, *, extra: Mapping[str, object] | None = None) -> Path:
+    """Write ``model`` (every rate point, loading lazy ones) as config.json + model.safetensors."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors: dict[str, torch.Tensor] = {f"vae.{k}": v for k, v in model.vae.state_dict().items()}
+    for i in range(model.num_rates):
+        for k, v in model.rate(i).state_dict().items():
+            tensors[f"rates.{i}.{k}"] = v
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    tmp = folder / (WEIGHTS_NAME + ".tmp")
+    save_file(tensors, str(tmp), metadata={"format": FORMAT_TAG})
+    os.replace(tmp, folder / WEIGHTS_NAME)
+    digest = _sha256_file(folder / WEIGHTS_NAME)
+    config = {
+        "format": FORMAT_TAG,
+        "format_version": FORMAT_VERSION,
+        "model_id": model.model_id,
+        "preset": model.preset.to_dict(),
+        "rate_names": model.rate_names,
+        "weights": WEIGHTS_NAME,
+        "sha256": digest,
+        **(dict(extra) if extra else {}),
+    }
+    tmp_cfg = folder / (CONFIG_NAME + ".tmp")
+    tmp_cfg.write_text(json.dumps(config, indent=2) + "\n")
+    os.replace(tmp_cfg, folder / CONFIG_NAME)
+    return folder
+
+
+def load_checkpoint(folder: str | Path, *, verify: bool = False, device: str | torch.device = "cpu") -> S2VCModel:
+    """Read a folder written by :func:`save_checkpoint`. ``verify`` re-hashes the weights file."""
+    folder = Path(folder)
+    cfg_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
+    for path in (cfg_path, weights_path):
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint file missing: {path}")
+    try:
+        config = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{cfg_path} is not valid JSON: {exc}") from exc
+    if config.get("format") != FORMAT_TAG or config.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{cfg_path} is not an s2vc checkpoint config (format {config.get('format')!r} v{config.get('format_version')})")
+    try:
+        preset = Preset.from_dict(config["preset"])
+        rate_names = list(config["rate_names"])
+        digest = str(config["sha256"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{cfg_path} is incomplete: {exc}") from exc
+    if verify and _sha256_file(weights_path) != digest:
+        raise CheckpointError(f"{weights_path} does not match the sha256 recorded in {cfg_path}")
+
+    def load_prefix(prefix: str) -> dict[str, torch.Tensor]:
+        with safe_open(str(weights_path), framework="pt", device="cpu") as f:
+            return {k[len(prefix):]: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}
+
+    def loader(index: int) -> RateModel:
+        module = RateModel(preset)
+        _load_strict(module, load_prefix(f"rates.{index}."), f"{weights_path} (rate point {index})")
+        return module
+
+    model = S2VCModel(
+        preset, rate_names, model_id=config.get("model_id"), weight_hash=bytes.fromhex(digest)[:8], loader=loader, build_rates=False
+    )
+    _load_strict(model.vae, load_prefix("vae."), f"{weights_path} (vae)")
+    model.to(device)
+    for i in range(len(rate_names)):  # own checkpoints are small enough to keep every rate point resident
+        model.rate(i)
+    return model.eval()
+
+
+# ----------------------------------------------------------------------------------------------- release
+@dataclass(frozen=True)
+class ReleaseRate:
+    """One of the release's 8 rate points: the video λ of its P folder and the λ of the paired I codec."""
+
+    video_lambda: str
+    intra_lambda: str
+
+    @property
+    def name(self) -> str:
+        return f"lmbda{self.video_lambda}"
+
+    def files(self, root: Path) -> dict[str, Path]:
+        return {
+            "intra": root / "I_ckpts" / f"onedc_lmbda{self.intra_lambda}" / "model_1.safetensors",
+            "inter": root / "P_ckpts" / self.name / "model_1.safetensors",
+            "unet": root / "P_ckpts" / self.name / "model.safetensors",
+        }
+
+
+# The release's pairing table, in rate order: index 0 = fewest bits (highest λ), index 7 = most bits.
+RELEASE_RATES: tuple[ReleaseRate, ...] = (
+    ReleaseRate("5.2", "12.2"),
+    ReleaseRate("3.7", "7.4"),
+    ReleaseRate("2.6", "4.6"),
+    ReleaseRate("1.8", "2.9"),
+    ReleaseRate("1.2", "2.9"),
+    ReleaseRate("0.6", "1.8"),
+    ReleaseRate("0.4", "1.8"),
+    ReleaseRate("0.2", "1.8"),
+)
+SD15_DIR = Path("SD_ckpts") / "stable-diffusion-v1-5"
+SD21_VAE_DIR = Path("SD_ckpts") / "stable-diffusion-2-1" / "vae"
+VAE_WEIGHTS = "diffusion_pytorch_model.safetensors"
+
+
+def is_release_root(path: str | Path) -> bool:
+    path = Path(path)
+    return (path / "SD_ckpts").is_dir() or (path / "P_ckpts").is_dir() or (path / "I_ckpts").is_dir()
+
+
+def release_available_rates(root: str | Path) -> list[int]:
+    root = Path(root)
+    return [i for i, r in enumerate(RELEASE_RATES) if all(p.is_file() for p in r.files(root).values())]
+
+
+def load_release(
+    root: str | Path, rates: Iterable[int] | None = None, *, device: str | torch.device = "cpu", share_tensors: bool = True
+) -> S2VCModel:
+    """Load the official release as distributed. ``rates``: rate points to load now (others load on first use).
+
+    A clear :class:`CheckpointError` names every missing file and any tensor that does not match the
+    architecture. With ``share_tensors``, tensors that are byte-identical across rate points (the frozen SD1.5
+    base inside every ``model.safetensors``, a shared I codec) are held once.
+    """
+    root = Path(root)
+    vae_weights = root / SD21_VAE_DIR / VAE_WEIGHTS
+    missing = [p for p in (root / SD15_DIR, root / SD21_VAE_DIR / "config.json", vae_weights) if not p.exists()]
+    wanted = list(range(len(RELEASE_RATES))) if rates is None else sorted(set(rates))
+    if rates is None:
+        wanted = release_available_rates(root)
+        if not wanted:
+            missing.append(root / "P_ckpts/lmbda<λ>/{model,model_1}.safetensors and the paired I_ckpts/onedc_lmbda<λ>/model_1.safetensors")
+    for i in wanted:
+        if not 0 <= i < len(RELEASE_RATES):
+            raise CheckpointError(f"release rate point {i} does not exist (0..{len(RELEASE_RATES) - 1})")
+        missing += [p for p in RELEASE_RATES[i].files(root).values() if not p.is_file()]
+    if missing:
+        listed = "\n  ".join(str(p) for p in dict.fromkeys(missing))
+        raise CheckpointError(f"the S²VC release at {root} is incomplete; missing:\n  {listed}")
+    _check_release_configs(root)
+
+    pool = _TensorPool() if share_tensors else None
+
+    def read(path: Path) -> dict[str, torch.Tensor]:
+        tensors = load_file(str(path), device="cpu")
+        return pool.share(tensors) if pool is not None else tensors
+
+    def loader(index: int) -> RateModel:
+        files = RELEASE_RATES[index].files(root)
+        absent = [str(p) for p in files.values() if not p.is_file()]
+        if absent:
+            raise CheckpointError(f"rate point {index} ({RELEASE_RATES[index].name}) needs missing files: {', '.join(absent)}")
+        module = _empty(lambda: RateModel(OFFICIAL))
+        for part, path in files.items():
+            _load_strict(getattr(module, part), read(path), str(path), assign=True)
+        return module.to(device).eval()
+
+    identity = hashlib.sha256(b"s2vc-official-release|" + _file_identity(vae_weights))
+    model = S2VCModel(
+        OFFICIAL, [r.name for r in RELEASE_RATES], model_id="official", weight_hash=identity.digest()[:8], loader=loader, build_rates=False
+    )
+    _load_strict(model.vae, load_file(str(vae_weights)), str(vae_weights))
+    model.to(device).eval()
+    for i in wanted:
+        model.rate(i)
+    return model
+
+
+def save_release(model: S2VCModel, root: str | Path, rate_map: Mapping[int, int]) -> Path:
+    """Write an official-preset model in the release layout (``rate_map``: model rate → release rate index).
+
+    Used by the tests and by anyone who fine-tunes the official model and wants the release's file layout.
+    """
+    if model.preset != OFFICIAL:
+        raise CheckpointError("only official-preset models can be written in the release layout")
+    root = Path(root)
+    (root / SD15_DIR / "unet").mkdir(parents=True, exist_ok=True)
+    (root / SD21_VAE_DIR).mkdir(parents=True, exist_ok=True)
+    unet_config = dict(model.rate(next(iter(rate_map))).unet.config) if hasattr(model.rate(next(iter(rate_map))).unet, "config") else {}
+    (root / SD15_DIR / "unet" / "config.json").write_text(json.dumps(_jsonable(unet_config), indent=2))
+    (root / SD21_VAE_DIR / "config.json").write_text(json.dumps(_jsonable(dict(getattr(model.vae, "config", {}))), indent=2))
+    save_file(_plain(model.vae.state_dict()), str(root / SD21_VAE_DIR / VAE_WEIGHTS))
+    for model_rate, release_rate in rate_map.items():
+        nets = model.rate(model_rate)
+        files = RELEASE_RATES[release_rate].files(root)
+        for part, path in files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_file(_plain(getattr(nets, part).state_dict()), str(path))
+    return root
+
+
+def _check_release_configs(root: Path) -> None:
+    """The SD configs of the release must describe the architecture of the official preset."""
+    vae_cfg = _read_json(root / SD21_VAE_DIR / "config.json")
+    expect = OFFICIAL.vae
+    got = tuple(vae_cfg.get("block_out_channels", expect.block_out_channels))
+    if got != expect.block_out_channels or vae_cfg.get("latent_channels", expect.latent_channels) != expect.latent_channels:
+        raise CheckpointError(f"{root / SD21_VAE_DIR / 'config.json'} does not describe the SD2.1 VAE (block_out_channels {got})")
+    unet_cfg_path = root / SD15_DIR / "unet" / "config.json"
+    if unet_cfg_path.is_file():
+        unet_cfg = _read_json(unet_cfg_path)
+        got = tuple(unet_cfg.get("block_out_channels", OFFICIAL.unet.block_out_channels))
+        if got != OFFICIAL.unet.block_out_channels:
+            raise CheckpointError(f"{unet_cfg_path} does not describe the SD1.5 U-Net (block_out_channels {got})")
+
+
+# ----------------------------------------------------------------------------------------------- resolving
+def load_model(spec: str | Path | None = None, *, device: str | torch.device = "cpu", rates: Iterable[int] | None = None) -> S2VCModel:
+    """Resolve what a user names: nothing (the shipped default), a preset name (random weights, for tests and
+    benchmarks), an own checkpoint folder, or a release root."""
+    if spec is None or str(spec) == "default":
+        spec = os.environ.get("S2VC_MODEL") or DEFAULT_MODEL_DIR
+        if not (Path(spec) / CONFIG_NAME).is_file() and Path(spec) == DEFAULT_MODEL_DIR:
+            raise CheckpointError(
+                f"the default model is not installed at {DEFAULT_MODEL_DIR}; name a checkpoint folder, a release root, or a preset"
+            )
+    text = str(spec)
+    path = Path(text).expanduser()
+    if path.exists():
+        if (path / CONFIG_NAME).is_file():
+            return load_checkpoint(path, device=device)
+        if is_release_root(path):
+            return load_release(path, rates, device=device)
+        raise CheckpointError(f"{path} is neither an s2vc checkpoint folder (no {CONFIG_NAME}) nor an S²VC release root")
+    if text.startswith("preset:") or text in ("tiny", "official"):
+        name = text.split(":", 1)[-1]
+        return build_model(get_preset(name), num_rates=4 if name != "official" else 1).to(device)
+    raise CheckpointError(f"model {text!r} not found: give a checkpoint folder, a release root, or a preset (tiny, official)")
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+class _TensorPool:
+    """Hands out one tensor per distinct content (dtype, shape, bytes), so identical weights are held once."""
+
+    def __init__(self) -> None:
+        self._by_digest: dict[tuple[str, tuple[int, ...], bytes], torch.Tensor] = {}
+
+    def share(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out = {}
+        for name, t in tensors.items():
+            t = t.contiguous()
+            key = (str(t.dtype), tuple(t.shape), hashlib.blake2b(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"", digest_size=16).digest())
+            out[name] = self._by_digest.setdefault(key, t)
+        return out
+
+
+def _empty(factory):
+    """Build a module without spending time on random init (parameters on meta, buffers real)."""
+    from accelerate import init_empty_weights
+
+    with init_empty_weights(include_buffers=False):
+        return factory()
+
+
+def _load_strict(module: nn.Module, state: dict[str, torch.Tensor], source: str, *, assign: bool = False) -> None:
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = [f"{k}: file {tuple(state[k].shape)} {state[k].dtype}, model {tuple(v.shape)} {v.dtype}"
+             for k, v in expected.items() if k in state and (state[k].shape != v.shape or state[k].dtype != v.dtype)]
+    if missing or unexpected or wrong:
+        parts = []
+        for label, items in (("missing", missing), ("unexpected", unexpected), ("mismatched", wrong)):
+            if items:
+                parts.append(f"{len(items)} {label} (e.g. {', '.join(items[:3])})")
+        raise CheckpointError(f"{source} does not match the architecture: {'; '.join(parts)}")
+    module.load_state_dict(state, strict=True, assign=assign)
+
+
+def _plain(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
+
+
+def _file_identity(path: Path) -> bytes:
+    """Cheap identity of a safetensors file: size, header (names, shapes, offsets), first and last MiB of data."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        header_len = int.from_bytes(head, "little") if len(head) == 8 else 0
+        header = f.read(min(header_len, 100_000_000))
+        first = f.read(1 << 20)
+        f.seek(max(size - (1 << 20), 0))
+        last = f.read(1 << 20)
+    return hashlib.sha256(str(size).encode() + header + first + last).digest()
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"cannot read {path}: {exc}") from exc
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items() if not str(k).startswith("_")}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    return str(obj)
+
+
+__all__ = [
+    "RELEASE_RATES",
+    "ReleaseRate",
+    "content_hash",
+    "is_release_root",
+    "load_checkpoint",
+    "load_model",
+    "load_release",
+    "release_available_rates",
+    "save_checkpoint",
+    "save_release",
+]
