@@ -1,0 +1,294 @@
+"""Codec U-Net: SD1.5 ``UNet2DConditionModel`` + two LoRA adapters + codec heads + TCG motion fusion.
+
+Built from :class:`s2vc.presets.UNetWidths`. For the official widths ``state_dict()`` has exactly the keys,
+shapes and dtypes of the release's ``P_ckpts/*/model.safetensors`` (manifest ``P_model.tsv``):
+
+* the diffusers ``UNet2DConditionModel`` submodules at top level (``conv_in``, ``time_embedding``,
+  ``down_blocks``, ``mid_block``, ``up_blocks``, ``conv_norm_out``, ``conv_out``), with PEFT LoRA adapters
+  ``iframe`` then ``pframe`` injected (``X.base_layer.*``, ``X.lora_A.<adapter>.weight``, ``X.lora_B.<adapter>.weight``);
+* ``conv_in``: plain 3×3 conv ``in_channels → block_out[0]`` (no LoRA);
+* ``vae_reduction``: maps the U-Net input to the 4-channel x_t;
+* ``down_blocks.{0,1,2}.pframe_motion_fusion``: :class:`MotionFusionBlock` (TCG).
+
+``forward(f_pix, tokens, prev_feats, adapter) -> (x0, feats)`` runs one single-step (t = 999) evaluation.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Sequence
+
+import torch
+from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
+from peft import LoraConfig, inject_adapter_in_model
+from peft.tuners.tuners_utils import BaseTunerLayer
+from torch import nn
+
+from s2vc.networks.blocks import DCB5
+from s2vc.presets import UNetWidths
+
+__all__ = [
+    "ADAPTERS",
+    "LORA_TARGETS",
+    "TIMESTEP",
+    "CodecUNet",
+    "MotionFusionBlock",
+    "VAEReduction",
+    "alpha_bar",
+    "eps_to_x0",
+]
+
+ADAPTERS: tuple[str, str] = ("iframe", "pframe")
+LORA_TARGETS: tuple[str, ...] = (
+    "to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2",
+    "conv1", "conv2", "conv_shortcut", "downsamplers.0.conv", "upsamplers.0.conv", "time_emb_proj",
+)
+TIMESTEP = 999
+NUM_FUSED_BLOCKS = 3
+
+
+def alpha_bar(t: int = TIMESTEP) -> float:
+    """ᾱ_t of the SD1.5 schedule (scaled_linear, β 0.00085…0.012, 1000 steps), computed in float32."""
+    betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float32) ** 2
+    return float(torch.cumprod(1.0 - betas, dim=0)[t])
+
+
+ALPHA_BAR_999 = alpha_bar(TIMESTEP)
+
+
+def eps_to_x0(x_t: torch.Tensor, eps: torch.Tensor, abar: float = ALPHA_BAR_999) -> torch.Tensor:
+    """x0 = (x_t − √(1−ᾱ)·ε)/√ᾱ, computed in float64 and returned as float32."""
+    a = torch.tensor(abar, dtype=torch.float64)
+    x0 = (x_t.double() - torch.sqrt(1.0 - a) * eps.double()) / torch.sqrt(a)
+    return x0.float()
+
+
+class VAEReduction(nn.Module):
+    """GN → SiLU → 3×3 C→C → GN → SiLU → 3×3 C→out, plus a 1×1 C→out shortcut (GN eps 1e-6)."""
+
+    def __init__(self, channels: int, out_channels: int = 4, groups: int = 32):
+        super().__init__()
+        self.blocks = nn.Sequential(
+            nn.GroupNorm(groups, channels, eps=1e-6),
+            nn.SiLU(),
+            nn.Conv2d(channels, channels, 3, padding=1),
+            nn.GroupNorm(groups, channels, eps=1e-6),
+            nn.SiLU(),
+            nn.Conv2d(channels, out_channels, 3, padding=1),
+        )
+        self.short_cut = nn.Conv2d(channels, out_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(x) + self.short_cut(x)
+
+
+class MotionFusionBlock(nn.Module):
+    """TCG motion fusion: fuses the previous frame's down-block output into the running U-Net tensor.
+
+    p = DCB5(C→C/2)(prev); p = DCB5(C/2+M)(concat[p, 0_M]); p = DCB5(C/2+M → C/2)(p);
+    f = DCB5(1.5C)(concat[x, p]); f = DCB5(1.5C → C)(f); out = x + zero_conv(f), zero_conv 1×1 without bias,
+    initialised to zero (so a fresh block is the identity).
+    """
+
+    def __init__(self, channels: int, motion_channels: int):
+        super().__init__()
+        if channels % 2:
+            raise ValueError(f"MotionFusionBlock needs an even channel count, got {channels}")
+        half = channels // 2
+        self.motion_channels = int(motion_channels)
+        self.cond_reduce = DCB5(channels, half)
+        self.prev_warp = nn.Sequential(
+            DCB5(half + motion_channels, half + motion_channels),
+            DCB5(half + motion_channels, half),
+        )
+        self.fusion = nn.Sequential(DCB5(channels + half, channels + half), DCB5(channels + half, channels))
+        self.zero_conv = nn.Conv2d(channels, channels, 1, bias=False)
+        nn.init.zeros_(self.zero_conv.weight)
+
+    def forward(self, x: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
+        p = self.cond_reduce(prev)
+        if self.motion_channels:
+            zeros = p.new_zeros((p.shape[0], self.motion_channels, p.shape[2], p.shape[3]))
+            p = torch.cat([p, zeros], dim=1)
+        p = self.prev_warp(p)
+        f = self.fusion(torch.cat([x, p], dim=1))
+        return x + self.zero_conv(f)
+
+
+class CodecUNet(nn.Module):
+    """Single-step codec U-Net (ε-prediction at t = 999, returns x0)."""
+
+    def __init__(self, widths: UNetWidths = UNetWidths()):
+        super().__init__()
+        self.widths = widths
+        bo = tuple(widths.block_out_channels)
+        if len(bo) != 4:
+            raise ValueError(f"CodecUNet expects 4 U-Net levels, got block_out_channels={bo}")
+        base = UNet2DConditionModel(
+            sample_size=64,
+            in_channels=widths.in_channels,  # conv_in: plain 3×3 in_channels → bo[0]
+            out_channels=4,
+            down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+            up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+            block_out_channels=bo,
+            layers_per_block=widths.layers_per_block,
+            cross_attention_dim=widths.cross_attention_dim,
+            attention_head_dim=widths.attention_head_dim,
+            norm_num_groups=widths.norm_groups,
+            norm_eps=1e-5,
+            act_fn="silu",
+            flip_sin_to_cos=True,
+            freq_shift=0,
+        )
+        # Adopt the diffusers submodules so the state-dict keys stay at top level.
+        self.conv_in = base.conv_in
+        self.time_proj = base.time_proj  # no parameters
+        self.time_embedding = base.time_embedding
+        self.down_blocks = base.down_blocks
+        self.mid_block = base.mid_block
+        self.up_blocks = base.up_blocks
+        self.conv_norm_out = base.conv_norm_out
+        self.conv_act = base.conv_act
+        self.conv_out = base.conv_out
+        self.num_upsamplers = base.num_upsamplers
+        del base
+
+        # LoRA adapters (injected before the codec heads exist, so only U-Net layers are targeted).
+        for name in ADAPTERS:
+            cfg = LoraConfig(
+                r=widths.lora_rank,
+                lora_alpha=widths.lora_alpha,
+                lora_dropout=0.0,
+                target_modules=list(LORA_TARGETS),
+                init_lora_weights=True,
+            )
+            with warnings.catch_warnings():
+                # The second adapter triggers PEFT's "multiple adapters" notice: two adapters are intended.
+                warnings.filterwarnings("ignore", message=".*peft_config.*")
+                inject_adapter_in_model(cfg, self, adapter_name=name)
+        self._lora_layers: list[BaseTunerLayer] = [m for m in self.modules() if isinstance(m, BaseTunerLayer)]
+
+        # Codec heads.
+        self.vae_reduction = VAEReduction(widths.in_channels, 4, widths.norm_groups)
+        for i in range(NUM_FUSED_BLOCKS):
+            self.down_blocks[i].pframe_motion_fusion = MotionFusionBlock(bo[i], widths.motion_channels)
+
+        # PEFT marks non-LoRA parameters frozen; a freshly built module is fully trainable like any nn.Module.
+        # Freezing policy belongs to the training code.
+        for p in self.parameters():
+            p.requires_grad_(True)
+        self._active_adapter: str | None = None
+        self._fast_switch = all(hasattr(layer, "_active_adapter") for layer in self._lora_layers)
+        self._set_adapter(ADAPTERS[0])
+        if self._fast_switch and any(layer.active_adapters != [ADAPTERS[0]] for layer in self._lora_layers):
+            self._fast_switch = False  # pragma: no cover
+            self._active_adapter = None
+            self._set_adapter(ADAPTERS[0])
+
+    # ------------------------------------------------------------------ adapters
+    @property
+    def active_adapter(self) -> str | None:
+        return self._active_adapter
+
+    def _set_adapter(self, adapter: str) -> None:
+        if adapter not in ADAPTERS:
+            raise ValueError(f"unknown adapter {adapter!r}; expected one of {ADAPTERS}")
+        if adapter == self._active_adapter:
+            return
+        if self._fast_switch:
+            # Only the active-adapter list changes (PEFT's set_adapter would also rewrite requires_grad flags).
+            for layer in self._lora_layers:
+                layer._active_adapter = [adapter]
+        else:  # pragma: no cover - fallback for PEFT versions without ``_active_adapter``
+            for layer in self._lora_layers:
+                flags = [p.requires_grad for p in layer.parameters()]
+                layer.set_adapter(adapter)
+                for p, f in zip(layer.parameters(), flags):
+                    p.requires_grad_(f)
+        self._active_adapter = adapter
+
+    def lora_layers(self) -> list[BaseTunerLayer]:
+        """The PEFT-wrapped layers (278 for the official widths)."""
+        return list(self._lora_layers)
+
+    def motion_fusion(self, i: int) -> MotionFusionBlock:
+        return self.down_blocks[i].pframe_motion_fusion
+
+    # ------------------------------------------------------------------ forward
+    def time_embed(self, batch: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        t = torch.full((batch,), TIMESTEP, dtype=torch.long, device=device)
+        return self.time_embedding(self.time_proj(t).to(dtype))
+
+    def forward_eps(
+        self,
+        f_pix: torch.Tensor,
+        tokens: torch.Tensor,
+        prev_feats: Sequence[torch.Tensor] | None = None,
+        adapter: str = "pframe",
+    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """Returns (ε, x_t, feats) with feats the pre-fusion outputs of down blocks 0, 1, 2."""
+        self._set_adapter(adapter)
+        if f_pix.ndim != 4 or tokens.ndim != 3 or tokens.shape[0] != f_pix.shape[0]:
+            raise ValueError(f"bad input shapes: f_pix {tuple(f_pix.shape)}, tokens {tuple(tokens.shape)}")
+        if prev_feats is not None:
+            prev_feats = list(prev_feats)  # never mutate the caller's container
+            if len(prev_feats) != NUM_FUSED_BLOCKS:
+                raise ValueError(f"prev_feats must hold {NUM_FUSED_BLOCKS} tensors, got {len(prev_feats)}")
+
+        x_t = self.vae_reduction(f_pix)
+        emb = self.time_embed(x_t.shape[0], x_t.device, x_t.dtype)
+
+        up_factor = 2 ** self.num_upsamplers
+        forward_upsample_size = any(d % up_factor for d in f_pix.shape[-2:])
+
+        # conv_in takes the U-Net input itself (C_diff channels); x_t only enters the x0 formula.
+        sample = self.conv_in(f_pix)
+        skips: tuple[torch.Tensor, ...] = (sample,)
+        feats: list[torch.Tensor] = []
+        for i, block in enumerate(self.down_blocks):
+            if getattr(block, "has_cross_attention", False):
+                sample, res = block(hidden_states=sample, temb=emb, encoder_hidden_states=tokens)
+            else:
+                sample, res = block(hidden_states=sample, temb=emb)
+            skips += res  # skip connections keep the unfused values
+            if i < NUM_FUSED_BLOCKS:
+                feats.append(sample)
+                if prev_feats is not None:
+                    prev = prev_feats[i]
+                    if prev.shape != sample.shape:
+                        raise ValueError(
+                            f"prev_feats[{i}] has shape {tuple(prev.shape)}, expected {tuple(sample.shape)}"
+                        )
+                    sample = block.pframe_motion_fusion(sample, prev)
+
+        sample = self.mid_block(sample, emb, encoder_hidden_states=tokens)
+
+        upsample_size = None
+        for i, block in enumerate(self.up_blocks):
+            n = len(block.resnets)
+            res, skips = skips[-n:], skips[:-n]
+            if i < len(self.up_blocks) - 1 and forward_upsample_size:
+                upsample_size = skips[-1].shape[2:]
+            if getattr(block, "has_cross_attention", False):
+                sample = block(
+                    hidden_states=sample, temb=emb, res_hidden_states_tuple=res,
+                    encoder_hidden_states=tokens, upsample_size=upsample_size,
+                )
+            else:
+                sample = block(hidden_states=sample, temb=emb, res_hidden_states_tuple=res, upsample_size=upsample_size)
+
+        sample = self.conv_act(self.conv_norm_out(sample))
+        eps = self.conv_out(sample)
+        return eps, x_t, feats
+
+    def forward(
+        self,
+        f_pix: torch.Tensor,
+        tokens: torch.Tensor,
+        prev_feats: Sequence[torch.Tensor] | None = None,
+        adapter: str = "pframe",
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(B, in_ch, h, w) U-Net input, (B, L, D) tokens, previous pre-fusion feats or None, adapter →
+        (x0 (B, 4, h, w) float32, feats [h0, h1, h2] pre-fusion down-block outputs at h/2, h/4, h/8)."""
+        eps, x_t, feats = self.forward_eps(f_pix, tokens, prev_feats, adapter)
+        return eps_to_x0(x_t, eps), feats
