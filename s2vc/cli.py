@@ -141,10 +141,8 @@ def info(input: Path = typer.Argument(..., help="An .s2vc file.")) -> None:
             reader = StreamReader(f)
             p = reader.params
             counts: dict[str, int] = {}
-            sizes = 0
             while (unit := reader.read_unit()) is not None:
                 counts[unit.type.name] = counts.get(unit.type.name, 0) + 1
-                sizes += reader.last_unit_size
     except (S2VCError, OSError) as exc:
         _fail(exc)
     frames = counts.get("I", 0) + counts.get("P", 0)

@@ -10,7 +10,7 @@ from typing import BinaryIO, Callable, Iterable, Iterator
 
 import numpy as np
 
-from .bitstream import SequenceParams, StreamReader, StreamWriter, UnitType
+from .bitstream import UNIT_OVERHEAD, SequenceParams, StreamReader, StreamWriter, UnitType
 from .codec import Codec
 from .errors import InputError
 from .state import StreamState
@@ -107,7 +107,7 @@ def decode_stream(codec: Codec, source: BinaryIO | bytes) -> tuple[SequenceParam
             if unit.type == UnitType.SEQ:
                 continue
             frame, state = codec.decode_frame(state, unit)
-            yield frame, reader.last_unit_size
+            yield frame, UNIT_OVERHEAD + len(unit.payload)
 
     return params, frames()
 

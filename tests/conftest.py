@@ -1,0 +1,30 @@
+"""Shared fixtures: small models and real clips from ../shared/data (skipped with a reason when absent)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from s2vc.model import build_model
+from s2vc.presets import TINY
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+CLIPS = SHARED / "data" / "clips"
+MANIFESTS = SHARED / "s2vc-official" / "manifests"
+
+torch.set_num_threads(2)
+
+
+def clip(name: str) -> Path:
+    path = CLIPS / name
+    if not path.is_file():
+        pytest.skip(f"{path} is not present (../shared/data holds the real clips)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """A random-initialised tiny model with two rate points (fixed seed)."""
+    return build_model(TINY, num_rates=2, seed=0)
