@@ -1,0 +1,74 @@
+"""Own checkpoint format: save → load gives the same model; broken folders give CheckpointError."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from s2vc.checkpoint import load_checkpoint, load_model, save_checkpoint
+from s2vc.codec import Codec
+from s2vc.errors import CheckpointError
+
+from .golden import build_golden_model, golden_frames
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    model = build_golden_model()
+    model._weight_hash = None  # let the checkpoint define the identity
+    folder = save_checkpoint(model, tmp_path_factory.mktemp("ckpt") / "micro")
+    return model, folder
+
+
+def test_round_trip_keeps_every_tensor(saved):
+    model, folder = saved
+    loaded = load_checkpoint(folder, verify=True)
+    assert loaded.rate_names == model.rate_names and loaded.preset == model.preset
+    a, b = model.state_dict(), loaded.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    config = json.loads((folder / "config.json").read_text())
+    assert loaded.weight_hash == bytes.fromhex(config["sha256"])[:8]
+
+
+def test_loaded_model_codes_like_the_original(saved):
+    model, folder = saved
+    loaded = load_checkpoint(folder)
+    frame = golden_frames()[0]
+    u1, _, r1 = Codec(model).encode_frame(Codec(model).new_state(64, 64), frame)
+    u2, _, r2 = Codec(loaded).encode_frame(Codec(loaded).new_state(64, 64), frame)
+    assert u1.payload == u2.payload and np.array_equal(r1, r2)
+
+
+def test_load_model_resolves_folders_and_presets(saved):
+    _, folder = saved
+    assert load_model(str(folder)).model_id == "golden-micro"
+    assert load_model("tiny").preset.name == "tiny"
+    with pytest.raises(CheckpointError, match="not found"):
+        load_model("no/such/model")
+
+
+def test_missing_and_damaged_files(saved, tmp_path):
+    _, folder = saved
+    with pytest.raises(CheckpointError, match="missing"):
+        load_checkpoint(tmp_path)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model.safetensors").write_bytes((folder / "model.safetensors").read_bytes())
+    (broken / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="JSON"):
+        load_checkpoint(broken)
+    config = json.loads((folder / "config.json").read_text())
+    (broken / "config.json").write_text(json.dumps(config))
+    data = bytearray((folder / "model.safetensors").read_bytes())
+    data[-1] ^= 0xFF
+    (broken / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="sha256"):
+        load_checkpoint(broken, verify=True)
+    config["preset"]["inter"]["ch"] = 24  # weights no longer fit the architecture
+    (broken / "config.json").write_text(json.dumps(config))
+    (broken / "model.safetensors").write_bytes((folder / "model.safetensors").read_bytes())
+    with pytest.raises(CheckpointError, match="does not match the architecture"):
+        load_checkpoint(broken)
