@@ -30,7 +30,7 @@ from torch import nn
 
 from .errors import CheckpointError
 from .model import RateModel, S2VCModel, build_model, content_hash
-from .presets import OFFICIAL, Preset, get_preset
+from .presets import OFFICIAL, TINY, Preset, get_preset
 
 FORMAT_TAG = "s2vc-checkpoint"
 FORMAT_VERSION = 1
@@ -254,10 +254,11 @@ def load_model(spec: str | Path | None = None, *, device: str | torch.device = "
     benchmarks), an own checkpoint folder, or a release root."""
     if spec is None or str(spec) == "default":
         spec = os.environ.get("S2VC_MODEL") or DEFAULT_MODEL_DIR
-        if not (Path(spec) / CONFIG_NAME).is_file() and Path(spec) == DEFAULT_MODEL_DIR:
-            raise CheckpointError(
-                f"the default model is not installed at {DEFAULT_MODEL_DIR}; name a checkpoint folder, a release root, or a preset"
-            )
+        if Path(spec) == DEFAULT_MODEL_DIR and not (DEFAULT_MODEL_DIR / CONFIG_NAME).is_file():
+            # No trained default is installed yet: the tiny architecture with fixed random weights, flagged so
+            # that the CLI says its pictures mean nothing. Training ships weights/default/ (config + safetensors).
+            model = build_model(TINY, num_rates=4, seed=0).to(device)
+            return model
     text = str(spec)
     path = Path(text).expanduser()
     if path.exists():

@@ -11,6 +11,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -41,12 +42,12 @@ def _load(model: Optional[str], device: str, rates=None):
     with console.status("loading model"):
         m = load_model(model, device=device, rates=rates)
     if getattr(m, "untrained", False):
-        console.print("[yellow]warning: this model is untrained (random weights); its pictures are not meaningful[/]")
+        console.print("[yellow]warning: this model is untrained (random weights); its pictures are not meaningful[/]", soft_wrap=True)
     return m
 
 
 def _fail(exc: Exception) -> None:
-    console.print(f"[red]error:[/] {exc}")
+    console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
     raise typer.Exit(code=2)
 
 

@@ -16,7 +16,6 @@ Frame flow (see ``docs/bitstream.md`` for the payload layout):
 from __future__ import annotations
 
 import struct
-import zlib
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -91,10 +90,7 @@ class _Symbols:
     y_passes: list[tuple[np.ndarray, np.ndarray]]  # (symbols, scale indices) per pass
 
     def checksum(self) -> int:
-        crc = zlib.crc32(self.z.astype(np.int32).tobytes())
-        for symbols, _ in self.y_passes:
-            crc = zlib.crc32(symbols.astype(np.int32).tobytes(), crc)
-        return crc & 0xFFFFFFFF
+        return entropy.symbols_crc32([self.z, *(symbols for symbols, _ in self.y_passes)])
 
 
 class Codec:

@@ -65,6 +65,7 @@ class S2VCModel(nn.Module):
             for i in range(len(rate_names)):
                 self.rates[str(i)] = RateModel(preset)
         self._loader = loader
+        self.untrained = False  # set for random-weight models so that tools can warn
         self._weight_hash = weight_hash
         self._lock = threading.Lock()
         self._z_pmf_cache: dict[tuple[int, int, int], np.ndarray] = {}
@@ -133,4 +134,6 @@ def build_model(preset: Preset, num_rates: int = 4, seed: int | None = 0, rate_n
     if seed is not None:
         torch.manual_seed(seed)
     names = rate_names or [f"r{i}" for i in range(num_rates)]
-    return S2VCModel(preset, names).eval()
+    model = S2VCModel(preset, names).eval()
+    model.untrained = True
+    return model

@@ -11,16 +11,26 @@ shapes and dtypes of the release's ``P_ckpts/*/model.safetensors`` (manifest ``P
 * ``down_blocks.{0,1,2}.pframe_motion_fusion``: :class:`MotionFusionBlock` (TCG).
 
 ``forward(f_pix, tokens, prev_feats, adapter) -> (x0, feats)`` runs one single-step (t = 999) evaluation.
+
+Inference fast path: in eval mode with autograd off (``torch.no_grad()`` / ``torch.inference_mode()``) every
+LoRA-wrapped layer runs as one plain conv/linear with the adapter merged into a cached copy of its weight
+(W + B·A·α/r), instead of PEFT's base + A + B wrapper. The copies are kept per adapter and rebuilt when any
+LoRA-layer tensor changes (in-place update, reload, device/dtype move) or the module goes back to train mode; the
+state dict is untouched. Results equal the PEFT path up to float rounding (the tests bound the difference).
 """
 
 from __future__ import annotations
 
+import threading
 import warnings
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
 from peft import LoraConfig, inject_adapter_in_model
+from peft.tuners.lora import Conv2d as LoraConv2d
+from peft.tuners.lora import Linear as LoraLinear
 from peft.tuners.tuners_utils import BaseTunerLayer
 from torch import nn
 
@@ -185,6 +195,30 @@ class CodecUNet(nn.Module):
             self._active_adapter = None
             self._set_adapter(ADAPTERS[0])
 
+        # Merged-LoRA inference path (see the module docstring).
+        self._merge_ok = all(
+            type(layer) in (LoraLinear, LoraConv2d)
+            and not getattr(layer, "use_dora", {}).get(a, False)
+            and isinstance(layer.lora_dropout[a], nn.Identity)
+            for layer in self._lora_layers
+            for a in ADAPTERS
+        )
+        self._merge_lock = threading.RLock()
+        self._merged: dict[str, list[Callable[..., torch.Tensor]]] = {}
+        self._merged_key: tuple | None = None
+
+    # ------------------------------------------------------------------ pickling / copying
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_merge_lock"] = None
+        state["_merged"] = {}
+        state["_merged_key"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._merge_lock = threading.RLock()
+
     # ------------------------------------------------------------------ adapters
     @property
     def active_adapter(self) -> str | None:
@@ -207,6 +241,51 @@ class CodecUNet(nn.Module):
                     p.requires_grad_(f)
         self._active_adapter = adapter
 
+    # ------------------------------------------------------------------ merged-LoRA fast path
+    def train(self, mode: bool = True) -> "CodecUNet":
+        self.clear_merged_cache()
+        return super().train(mode)
+
+    def clear_merged_cache(self) -> None:
+        """Drop the merged-weight copies (they are rebuilt on the next fast forward)."""
+        self._merged = {}
+        self._merged_key = None
+
+    def uses_merged_lora(self) -> bool:
+        """Whether a forward called now takes the merged-LoRA fast path."""
+        return self._merge_ok and not self.training and not torch.is_grad_enabled()
+
+    def _lora_tensors(self):
+        for layer in self._lora_layers:
+            yield from layer.base_layer._parameters.values()
+            for a in ADAPTERS:
+                yield from layer.lora_A[a]._parameters.values()
+                yield from layer.lora_B[a]._parameters.values()
+
+    def _weights_key(self) -> tuple:
+        return tuple((id(t), t.data_ptr(), t._version) for t in self._lora_tensors() if t is not None)
+
+    def _merged_forwards(self, adapter: str) -> list[Callable[..., torch.Tensor]]:
+        key = self._weights_key()
+        if key != self._merged_key:
+            self._merged = {}
+            self._merged_key = key
+        fns = self._merged.get(adapter)
+        if fns is None:
+            fns = []
+            # Plain tensors even when called under inference mode, so the copies can be used in any no-grad mode.
+            with torch.inference_mode(False), torch.no_grad():
+                for layer in self._lora_layers:
+                    base = layer.base_layer
+                    weight = (base.weight + layer.get_delta_weight(adapter).to(base.weight.dtype)).contiguous()
+                    bias = None if base.bias is None else base.bias.detach().clone()
+                    if isinstance(base, nn.Linear):
+                        fns.append(lambda x, *args, _w=weight, _b=bias, **kw: F.linear(x, _w, _b))
+                    else:
+                        fns.append(lambda x, *args, _c=base, _w=weight, _b=bias, **kw: _c._conv_forward(x, _w, _b))
+            self._merged[adapter] = fns
+        return fns
+
     def lora_layers(self) -> list[BaseTunerLayer]:
         """The PEFT-wrapped layers (278 for the official widths)."""
         return list(self._lora_layers)
@@ -227,6 +306,29 @@ class CodecUNet(nn.Module):
         adapter: str = "pframe",
     ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         """Returns (ε, x_t, feats) with feats the pre-fusion outputs of down blocks 0, 1, 2."""
+        if not self.uses_merged_lora():
+            return self._forward_eps(f_pix, tokens, prev_feats, adapter)
+        if adapter not in ADAPTERS:
+            raise ValueError(f"unknown adapter {adapter!r}; expected one of {ADAPTERS}")
+        with self._merge_lock:  # the per-layer forwards are swapped for this call only
+            fns = self._merged_forwards(adapter)
+            layers = self._lora_layers
+            try:
+                for layer, fn in zip(layers, fns):
+                    layer.__dict__["forward"] = fn
+                return self._forward_eps(f_pix, tokens, prev_feats, adapter)
+            finally:
+                for layer in layers:
+                    layer.__dict__.pop("forward", None)
+
+    def _forward_eps(
+        self,
+        f_pix: torch.Tensor,
+        tokens: torch.Tensor,
+        prev_feats: Sequence[torch.Tensor] | None = None,
+        adapter: str = "pframe",
+    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """The forward itself (PEFT LoRA wrappers, or the merged forwards when :meth:`forward_eps` installed them)."""
         self._set_adapter(adapter)
         if f_pix.ndim != 4 or tokens.ndim != 3 or tokens.shape[0] != f_pix.shape[0]:
             raise ValueError(f"bad input shapes: f_pix {tuple(f_pix.shape)}, tokens {tuple(tokens.shape)}")
