@@ -33,7 +33,6 @@ def run_one(preset: str, width: int, height: int, frames: int, threads: int, dev
     clip = [np.roll(base, 3 * i, axis=1) for i in range(frames + 2)]
     enc, dec = codec.new_state(width, height), codec.new_state(width, height)
     # warm-up: the I-frame and one P-frame
-    units = []
     for frame in clip[:2]:
         unit, enc, _ = codec.encode_frame(enc, frame, reconstruct=False)
         _, dec = codec.decode_frame(dec, unit)
@@ -47,7 +46,6 @@ def run_one(preset: str, width: int, height: int, frames: int, threads: int, dev
         enc_times.append(t1 - t0)
         dec_times.append(t2 - t1)
         sizes.append(len(unit.payload))
-    units.append(unit)
     enc_ms, dec_ms = 1000 * float(np.median(enc_times)), 1000 * float(np.median(dec_times))
     return {
         "preset": preset, "size": f"{width}x{height}", "device": device, "threads": threads, "p_frames": frames,
@@ -60,7 +58,8 @@ def run_one(preset: str, width: int, height: int, frames: int, threads: int, dev
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--presets", default="tiny", help="comma-separated presets (tiny, official)")
+    parser.add_argument("--presets", default="tiny,official", help="comma-separated presets (tiny, official)")
+    parser.add_argument("--official-sizes", default="128x128", help="sizes for the official preset")
     parser.add_argument("--sizes", default="320x240,640x480", help="comma-separated WIDTHxHEIGHT")
     parser.add_argument("--frames", type=int, default=12, help="P-frames timed per configuration (after 2 warm-up frames)")
     parser.add_argument("--threads", type=int, default=2)
@@ -77,9 +76,11 @@ def main(argv: list[str] | None = None) -> None:
 
     rows = []
     for preset in args.presets.split(","):
-        sizes = args.sizes.split(",") if preset != "official" or args.sizes != parser.get_default("sizes") else ["128x128"]
+        official = preset == "official"
+        sizes = (args.official_sizes if official else args.sizes).split(",")
+        frames = min(args.frames, 3) if official else args.frames
         for size in sizes:
-            cmd = [sys.executable, "-m", "evaluation.bench_codec", "--one", f"{preset}@{size}", "--frames", str(args.frames),
+            cmd = [sys.executable, "-m", "evaluation.bench_codec", "--one", f"{preset}@{size}", "--frames", str(frames),
                    "--threads", str(args.threads), "--device", args.device]
             print(f"… {preset} {size}", file=sys.stderr, flush=True)
             done = subprocess.run(cmd, capture_output=True, text=True)
@@ -88,11 +89,11 @@ def main(argv: list[str] | None = None) -> None:
                 raise SystemExit(f"benchmark {preset} {size} failed")
             rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
 
-    header = f"{'preset':<9}{'size':>10}{'params M':>10}{'enc ms':>9}{'dec ms':>9}{'enc fps':>9}{'dec fps':>9}{'enc+dec fps':>13}{'peak RSS MB':>13}"
-    print(f"P-frame step API, {args.device}, {args.threads} threads, median of {args.frames} frames (random weights)")
+    header = f"{'preset':<9}{'size':>10}{'frames':>8}{'params M':>10}{'enc ms':>9}{'dec ms':>9}{'enc fps':>9}{'dec fps':>9}{'enc+dec fps':>13}{'peak RSS MB':>13}"
+    print(f"P-frame step API, {args.device}, {args.threads} threads, median over the timed P-frames (random weights)")
     print(header)
     for r in rows:
-        print(f"{r['preset']:<9}{r['size']:>10}{r['params_m']:>10.2f}{r['encode_ms']:>9.1f}{r['decode_ms']:>9.1f}"
+        print(f"{r['preset']:<9}{r['size']:>10}{r['p_frames']:>8}{r['params_m']:>10.2f}{r['encode_ms']:>9.1f}{r['decode_ms']:>9.1f}"
               f"{r['encode_fps']:>9.1f}{r['decode_fps']:>9.1f}{r['roundtrip_fps']:>13.1f}{r['peak_rss_mb']:>13.0f}")
     if args.json_path:
         with open(args.json_path, "w") as f:
