@@ -204,7 +204,8 @@ class Codec:
         means = entropy.round_means(means.float())
         idx = entropy.scale_index(scales.float())[sel].cpu().numpy()
         if read is None:
-            q = torch.round(y - means).clamp_(*symbol_range)
+            lo, hi = symbol_range  # non-finite values (a diverged model) become codable symbols, not a crash
+            q = torch.round(y - means).nan_to_num_(0.0, hi, lo).clamp_(lo, hi)
             symbols = q[sel].to(torch.int32).cpu().numpy()
         else:
             symbols = read(symbol_range, idx)
@@ -215,7 +216,7 @@ class Codec:
     def _inter_analysis(self, nets, rate: int, state: StreamState, x: Tensor, reset: bool):
         ctx, ctx_t = nets.inter.context(state.ref_frame, state.ref_feature, reset)
         y, z = nets.inter.encode(x, ctx)
-        z_hat = torch.round(z.float()).clamp_(*INTER_Z_RANGE)
+        z_hat = torch.round(z.float()).nan_to_num_(0.0, INTER_Z_RANGE[1], INTER_Z_RANGE[0]).clamp_(*INTER_Z_RANGE)
         symbols_z = z_hat.to(torch.int32).cpu().numpy().reshape(z_hat.shape[1], -1)
         y_hat, passes = self._inter_passes(nets, z_hat, ctx_t, y.float(), None)
         feature, f_pix, tokens = nets.inter.decode(y_hat, ctx)

@@ -105,16 +105,22 @@ OFFICIAL = Preset(name="official")
 
 TINY = Preset(
     name="tiny",
+    # Chosen for speed on a 2-core CPU (320×240 P-frame encode + decode, see evaluation/bench_codec.py) and size
+    # (≈ 1.26 M parameters per rate point, so four rate points and the VAE fit in 20 MiB of fp32). The U-Net uses
+    # one attention head (diffusers' ``attention_head_dim`` is the head count for SD1.5 blocks): at the /8 map the
+    # softmax cost grows with the head count, not with the width. Random-weight streams must stay finite over
+    # tens of P-frames (the inter feature loop is not normalised): re-check with the codec tests and
+    # evaluation/bench_codec.py after changing any width, since every width reshuffles the seeded initialisation.
     intra=IntraWidths(
-        pix_emb=16, ctrl=32, internal=64, unet_channels=(64, 64, 64), attention_head_dim=16,
-        semantic=64, y=32, fsq_levels=(4, 4, 4, 4), norm_groups=8,
+        pix_emb=8, ctrl=16, internal=16, unet_channels=(16, 16, 16), attention_head_dim=8,
+        semantic=16, y=8, fsq_levels=(4, 4, 4, 4), norm_groups=8,
     ),
-    inter=InterWidths(ch=48, ch_mid=64, y=32, z=16, temporal=32, ctrl=32, semantic=64, norm_groups=8),
+    inter=InterWidths(ch=24, ch_mid=32, y=16, z=8, temporal=16, ctrl=16, semantic=16, norm_groups=8),
     unet=UNetWidths(
-        block_out_channels=(32, 64, 64, 64), layers_per_block=1, cross_attention_dim=64,
-        attention_head_dim=4, norm_groups=8, in_channels=32, lora_rank=4, lora_alpha=0.5, motion_channels=16,
+        block_out_channels=(16, 16, 16, 16), layers_per_block=1, cross_attention_dim=16,
+        attention_head_dim=1, norm_groups=8, in_channels=16, lora_rank=2, lora_alpha=0.25, motion_channels=8,
     ),
-    vae=VAEWidths(block_out_channels=(8, 16, 32, 32), layers_per_block=1, norm_groups=8, attn_window=16),
+    vae=VAEWidths(block_out_channels=(8, 8, 16, 16), layers_per_block=1, norm_groups=4, attn_window=16),
 )
 
 PRESETS: dict[str, Preset] = {p.name: p for p in (OFFICIAL, TINY)}

@@ -34,7 +34,7 @@ from peft.tuners.lora import Linear as LoraLinear
 from peft.tuners.tuners_utils import BaseTunerLayer
 from torch import nn
 
-from s2vc.networks.blocks import DCB5
+from s2vc.networks.blocks import DCB5, conv1x1_mm as _conv1x1
 from s2vc.presets import UNetWidths
 
 __all__ = [
@@ -203,6 +203,11 @@ class CodecUNet(nn.Module):
             for layer in self._lora_layers
             for a in ADAPTERS
         )
+        # The modules holding LoRA-layer tensors (modules are never swapped; their parameters may be).
+        self._lora_leaves: list[nn.Module] = [
+            m for layer in self._lora_layers
+            for m in (layer.base_layer, *(layer.lora_A[a] for a in ADAPTERS), *(layer.lora_B[a] for a in ADAPTERS))
+        ]
         self._merge_lock = threading.RLock()
         self._merged: dict[str, list[Callable[..., torch.Tensor]]] = {}
         self._merged_key: tuple | None = None
@@ -255,15 +260,21 @@ class CodecUNet(nn.Module):
         """Whether a forward called now takes the merged-LoRA fast path."""
         return self._merge_ok and not self.training and not torch.is_grad_enabled()
 
-    def _lora_tensors(self):
-        for layer in self._lora_layers:
-            yield from layer.base_layer._parameters.values()
-            for a in ADAPTERS:
-                yield from layer.lora_A[a]._parameters.values()
-                yield from layer.lora_B[a]._parameters.values()
+    def _lora_tensors(self) -> list[torch.Tensor]:
+        return [t for m in self._lora_leaves for t in m._parameters.values() if t is not None]
 
     def _weights_key(self) -> tuple:
-        return tuple((id(t), t.data_ptr(), t._version) for t in self._lora_tensors() if t is not None)
+        # In-place updates bump ``_version``; swapped Parameter objects change ``id``; ``.data`` moves
+        # (``.to()``, ``.float()``…) go through ``_apply``, which clears the cache.
+        tensors = self._lora_tensors()
+        try:
+            return tuple(map(id, tensors)), tuple(t._version for t in tensors)
+        except RuntimeError:  # inference-mode parameters have no version counter: never reuse the cache
+            return (object(),)
+
+    def _apply(self, fn, recurse=True):
+        self.clear_merged_cache()
+        return super()._apply(fn, recurse)
 
     def _merged_forwards(self, adapter: str) -> list[Callable[..., torch.Tensor]]:
         key = self._weights_key()
@@ -281,6 +292,9 @@ class CodecUNet(nn.Module):
                     bias = None if base.bias is None else base.bias.detach().clone()
                     if isinstance(base, nn.Linear):
                         fns.append(lambda x, *args, _w=weight, _b=bias, **kw: F.linear(x, _w, _b))
+                    elif base.kernel_size == (1, 1) and base.stride == (1, 1) and base.padding == (0, 0) \
+                            and base.groups == 1:
+                        fns.append(lambda x, *args, _w=weight.flatten(1), _b=bias, **kw: _conv1x1(x, _w, _b))
                     else:
                         fns.append(lambda x, *args, _c=base, _w=weight, _b=bias, **kw: _c._conv_forward(x, _w, _b))
             self._merged[adapter] = fns
