@@ -125,6 +125,9 @@ class MotionFusionBlock(nn.Module):
         return x + self.zero_conv(f)
 
 
+MERGED_INFERENCE_MAX_PARAMS = 100_000_000  # default limit for the merged-LoRA inference path (see CodecUNet)
+
+
 class CodecUNet(nn.Module):
     """Single-step codec U-Net (ε-prediction at t = 999, returns x0)."""
 
@@ -208,6 +211,9 @@ class CodecUNet(nn.Module):
             m for layer in self._lora_layers
             for m in (layer.base_layer, *(layer.lora_A[a] for a in ADAPTERS), *(layer.lora_B[a] for a in ADAPTERS))
         ]
+        # Merged copies cost one extra copy of every LoRA-targeted weight per adapter: worth it for small models
+        # on CPU (PEFT's per-layer overhead dominates), not for the official U-Net (≈ +6.8 GB in fp32). Toggle freely.
+        self.merged_inference = sum(p.numel() for p in self.parameters()) <= MERGED_INFERENCE_MAX_PARAMS
         self._merge_lock = threading.RLock()
         self._merged: dict[str, list[Callable[..., torch.Tensor]]] = {}
         self._merged_key: tuple | None = None
@@ -258,7 +264,7 @@ class CodecUNet(nn.Module):
 
     def uses_merged_lora(self) -> bool:
         """Whether a forward called now takes the merged-LoRA fast path."""
-        return self._merge_ok and not self.training and not torch.is_grad_enabled()
+        return self.merged_inference and self._merge_ok and not self.training and not torch.is_grad_enabled()
 
     def _lora_tensors(self) -> list[torch.Tensor]:
         return [t for m in self._lora_leaves for t in m._parameters.values() if t is not None]
