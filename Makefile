@@ -4,6 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
+PIP_ARGS ?=  # extra pip options, e.g. the index of your CPU torch wheels
 
 .PHONY: install test demo bench clean help
 
@@ -18,7 +19,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]'
+	$(BIN)/python -m pip install -q $(PIP_ARGS) -c constraints.txt -e '.[test]'
 	@! $(BIN)/python -m pip show torchvision >/dev/null 2>&1 || (echo "torchvision must not be installed" && exit 1)
 	@touch $(STAMP)
 

@@ -107,23 +107,23 @@ def decode(
     from .video_io import VideoReader, VideoWriter
 
     try:
-        data = input.read_bytes()
         m = _load(model, device)
         codec = Codec(m, device)
-        params, frames = decode_stream(codec, data)
-        refs = VideoReader(reference).frames() if reference else None
-        summary = Summary(width=params.width, height=params.height, fps=params.fps_num / params.fps_den, total_bytes=len(data))
-        start = time.perf_counter()
-        with _progress() as bar, VideoWriter(output, params.width, params.height, params.fps_num / params.fps_den) as writer:
-            task = bar.add_task("decoding", total=None, info="")
-            for frame, _ in frames:
-                writer.write(frame)
-                summary.frames += 1
-                if refs is not None:
-                    ref = next(refs, None)
+        with open(input, "rb") as source:
+            params, frames = decode_stream(codec, source)
+            refs = VideoReader(reference).frames() if reference else None
+            fps = params.fps_num / params.fps_den
+            summary = Summary(width=params.width, height=params.height, fps=fps, total_bytes=input.stat().st_size)
+            start = time.perf_counter()
+            with _progress() as bar, VideoWriter(output, params.width, params.height, fps) as writer:
+                task = bar.add_task("decoding", total=None, info="")
+                for frame, _ in frames:
+                    writer.write(frame)
+                    summary.frames += 1
+                    ref = next(refs, None) if refs is not None else None
                     if ref is not None:
                         summary.psnr.append(psnr(ref, frame))
-                bar.update(task, advance=1)
+                    bar.update(task, advance=1)
         summary.seconds = time.perf_counter() - start
     except S2VCError as exc:
         _fail(exc)
