@@ -29,7 +29,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .errors import CheckpointError
-from .model import RateModel, S2VCModel, build_model, content_hash
+from .model import RateModel, S2VCModel, build_model
 from .presets import OFFICIAL, TINY, Preset, get_preset
 
 FORMAT_TAG = "s2vc-checkpoint"
@@ -220,9 +220,14 @@ def save_release(model: S2VCModel, root: str | Path, rate_map: Mapping[int, int]
     root = Path(root)
     (root / SD15_DIR / "unet").mkdir(parents=True, exist_ok=True)
     (root / SD21_VAE_DIR).mkdir(parents=True, exist_ok=True)
-    unet_config = dict(model.rate(next(iter(rate_map))).unet.config) if hasattr(model.rate(next(iter(rate_map))).unet, "config") else {}
-    (root / SD15_DIR / "unet" / "config.json").write_text(json.dumps(_jsonable(unet_config), indent=2))
-    (root / SD21_VAE_DIR / "config.json").write_text(json.dumps(_jsonable(dict(getattr(model.vae, "config", {}))), indent=2))
+    # The SD configs the release ships; the loader checks that they describe the official architecture.
+    unet_config = {"_class_name": "UNet2DConditionModel", "block_out_channels": list(OFFICIAL.unet.block_out_channels),
+                   "cross_attention_dim": OFFICIAL.unet.cross_attention_dim, "layers_per_block": OFFICIAL.unet.layers_per_block}
+    vae_config = {"_class_name": "AutoencoderKL", "block_out_channels": list(OFFICIAL.vae.block_out_channels),
+                  "latent_channels": OFFICIAL.vae.latent_channels, "layers_per_block": OFFICIAL.vae.layers_per_block,
+                  "scaling_factor": OFFICIAL.vae.scaling_factor}
+    (root / SD15_DIR / "unet" / "config.json").write_text(json.dumps(unet_config, indent=2))
+    (root / SD21_VAE_DIR / "config.json").write_text(json.dumps(vae_config, indent=2))
     save_file(_plain(model.vae.state_dict()), str(root / SD21_VAE_DIR / VAE_WEIGHTS))
     for model_rate, release_rate in rate_map.items():
         nets = model.rate(model_rate)
@@ -344,20 +349,9 @@ def _read_json(path: Path) -> dict:
         raise CheckpointError(f"cannot read {path}: {exc}") from exc
 
 
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items() if not str(k).startswith("_")}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (str, int, float, bool)) or obj is None:
-        return obj
-    return str(obj)
-
-
 __all__ = [
     "RELEASE_RATES",
     "ReleaseRate",
-    "content_hash",
     "is_release_root",
     "load_checkpoint",
     "load_model",

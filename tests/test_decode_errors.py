@@ -7,7 +7,7 @@ import io
 import numpy as np
 import pytest
 
-from s2vc.bitstream import StreamReader, StreamWriter, Unit, UnitType, pack_header, pack_unit
+from s2vc.bitstream import StreamReader, StreamWriter, Unit, UnitType, pack_header
 from s2vc.codec import Codec
 from s2vc.errors import (
     BitstreamError,
