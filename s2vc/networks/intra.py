@@ -208,15 +208,20 @@ class IntraCodec(nn.Module):
 
         half_l = (L−1)(1+1e-3)/2, offset = ½ for even L else 0, shift = atanh(offset/half_l),
         q = round(tanh(z + shift)·half_l − offset), z_hat = q / (L//2), index = q + L//2.
+        With autograd on and ``z`` requiring grad, z_hat carries a straight-through gradient (same values).
         """
         levels = self._fsq_levels(z)
         lf = levels.to(torch.float32)
         half_l = (lf - 1.0) * (1.0 + 1e-3) / 2.0
         offset = torch.where(levels % 2 == 0, torch.full_like(lf, 0.5), torch.zeros_like(lf))
         shift = torch.atanh(offset / half_l)
-        q = torch.round(torch.tanh(z.float() + shift) * half_l - offset)
+        bounded = torch.tanh(z.float() + shift) * half_l - offset
+        q = torch.round(bounded)
         half_width = (levels // 2).to(torch.float32)
-        z_hat = q / half_width
+        if torch.is_grad_enabled() and z.requires_grad:  # training: straight-through gradient of the rounding
+            z_hat = (bounded + (q - bounded).detach()) / half_width
+        else:
+            z_hat = q / half_width
         index = q.to(torch.int64) + levels // 2
         return z_hat, index
 

@@ -1,0 +1,275 @@
+"""Stage-wise training of one rate point, resumable, with a run folder.
+
+Stages (the release's recipe, scaled down):
+
+* ``vae``   — the autoencoder alone (L1 + perceptual), for presets without pretrained SD weights (tiny);
+* ``intra`` — I-frames: intra codec + U-Net (``iframe`` adapter) + heads, VAE frozen; λ·R + distortion;
+* ``inter`` — cascades of T frames (I, then P-frames on the running buffer, gradients through the buffers):
+  inter codec + U-Net (``pframe`` adapter, TCG), intra codec and VAE frozen; λ·R + distortion + temporal.
+
+Distortion = L1 + w_perc·(1 − MS-SSIM) + w_adv·hinge-GAN (after ``adv_start`` steps). For the ``official``
+preset only the LoRA adapters, the TCG blocks and the codec heads train (the SD base stays frozen).
+
+Run folder: ``config.json`` (the TrainConfig), ``metrics.csv`` (one row per logged step), ``checkpoints/last.pt``
+(model, discriminator, optimisers, step, RNG states — ``resume=True`` continues from it) and, at the end,
+``model/`` in the s2vc checkpoint format.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from s2vc.checkpoint import load_checkpoint, save_checkpoint
+from s2vc.model import S2VCModel, build_model
+from s2vc.presets import get_preset
+
+from .codec_forward import code_sequence, code_intra
+from .losses import PatchDiscriminator, discriminator_loss, generator_adv_loss, ms_ssim_loss, temporal_loss
+
+STAGES = ("vae", "intra", "inter")
+
+
+@dataclass
+class TrainConfig:
+    out: str
+    stage: str = "inter"
+    preset: str = "tiny"
+    init: str | None = None  # an s2vc checkpoint folder to start from (e.g. the previous stage's model/)
+    num_rates: int = 4
+    rate: int = 0  # the rate point this run trains
+    lmbda: float = 0.05  # weight of the rate (bits per pixel) against the distortion
+    steps: int = 1000
+    batch: int = 4
+    frames: int = 3  # T of the inter cascade
+    crop: int = 128
+    lr: float = 2e-4
+    w_perc: float = 0.5
+    w_adv: float = 0.01
+    w_temporal: float = 0.5
+    adv_start: int = 200
+    reset_interval: int = 32
+    log_every: int = 10
+    checkpoint_every: int = 100
+    seed: int = 0
+    device: str = "cpu"
+    extra: dict = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if self.stage not in STAGES:
+            raise ValueError(f"stage must be one of {STAGES}, got {self.stage!r}")
+        if not 0 <= self.rate < self.num_rates:
+            raise ValueError(f"rate {self.rate} outside 0..{self.num_rates - 1}")
+        if self.crop % 64:
+            raise ValueError(f"crop {self.crop} must be a multiple of 64")
+        if self.stage == "inter" and self.frames < 2:
+            raise ValueError("the inter stage needs at least 2 frames per sample")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def trainable_parameters(model: S2VCModel, cfg: TrainConfig) -> list[nn.Parameter]:
+    """The parameters a stage trains; everything else is frozen (requires_grad False)."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    nets = model.rate(cfg.rate)
+    if cfg.stage == "vae":
+        modules: list[nn.Module] = [model.vae]
+    elif cfg.stage == "intra":
+        modules = [nets.intra, nets.unet]
+    else:
+        modules = [nets.inter, nets.unet]
+    params = []
+    official = model.preset.name == "official"
+    for module in modules:
+        for name, p in module.named_parameters():
+            if official and module is nets.unet and not any(k in name for k in ("lora_", "pframe_motion_fusion", "vae_reduction", "conv_in")):
+                continue  # the SD1.5 base stays frozen
+            if module is nets.unet and cfg.stage == "intra" and "lora_" in name and ".pframe." in name:
+                continue
+            if module is nets.unet and cfg.stage == "inter" and "lora_" in name and ".iframe." in name:
+                continue
+            p.requires_grad_(True)
+            params.append(p)
+    return params
+
+
+class Trainer:
+    """Trains one stage of one rate point on batches of clips (B, T, 3, H, W) in [-1, 1]."""
+
+    def __init__(self, cfg: TrainConfig, batches: Callable[[int], Iterator[Tensor]], *, validate: Callable[[S2VCModel], dict] | None = None) -> None:
+        cfg.validate()
+        self.cfg = cfg
+        self.run = Path(cfg.out)
+        self.run.mkdir(parents=True, exist_ok=True)
+        self.batches = batches
+        self.validate_fn = validate
+        self.device = torch.device(cfg.device)
+        seed_everything(cfg.seed)
+        if cfg.init:
+            self.model = load_checkpoint(cfg.init, device=self.device)
+        else:
+            self.model = build_model(get_preset(cfg.preset), num_rates=cfg.num_rates, seed=cfg.seed).to(self.device)
+        self.params = trainable_parameters(self.model, cfg)
+        self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
+        self.disc = PatchDiscriminator().to(self.device)
+        self.opt_d = torch.optim.AdamW(self.disc.parameters(), lr=cfg.lr, betas=(0.5, 0.99))
+        self.step = 0
+        (self.run / "checkpoints").mkdir(exist_ok=True)
+        (self.run / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
+
+    # ------------------------------------------------------------------ checkpoints
+    @property
+    def last_path(self) -> Path:
+        return self.run / "checkpoints" / "last.pt"
+
+    def save(self) -> Path:
+        state = {
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "disc": self.disc.state_dict(),
+            "opt": self.opt.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+            "config": dataclasses.asdict(self.cfg),
+        }
+        tmp = self.last_path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self.last_path)
+        return self.last_path
+
+    def resume(self) -> bool:
+        """Continue from checkpoints/last.pt when present. Returns whether it did."""
+        if not self.last_path.is_file():
+            return False
+        state = torch.load(self.last_path, map_location=self.device, weights_only=False)
+        self.model.load_state_dict(state["model"])
+        self.disc.load_state_dict(state["disc"])
+        self.opt.load_state_dict(state["opt"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.step = int(state["step"])
+        torch.set_rng_state(state["rng"]["torch"])
+        np.random.set_state(state["rng"]["numpy"])
+        random.setstate(state["rng"]["python"])
+        self.model.invalidate_caches()
+        return True
+
+    def export(self) -> Path:
+        """Write the trained model in the s2vc checkpoint format under ``run/model``."""
+        self.model.eval()
+        self.model.invalidate_caches()
+        return save_checkpoint(self.model, self.run / "model", extra={"trained": {"stage": self.cfg.stage, "steps": self.step}})
+
+    # ------------------------------------------------------------------ one step
+    def losses(self, clip: Tensor) -> dict[str, Tensor]:
+        cfg, nets, vae = self.cfg, self.model.rate(self.cfg.rate), self.model.vae
+        if cfg.stage == "vae":
+            x = clip[:, 0]
+            x_hat = vae.decode(vae.encode(x))
+            dist = (x_hat - x).abs().mean() + cfg.w_perc * ms_ssim_loss(x_hat, x).mean()
+            return {"loss": dist, "distortion": dist, "bpp": torch.zeros(()), "psnr": _psnr(x_hat, x), "x_hat": x_hat, "x": x}
+        results = [code_intra(nets, vae, clip[:, 0])] if cfg.stage == "intra" else code_sequence(nets, vae, clip, cfg.reset_interval)
+        frames = [clip[:, t] for t in range(len(results))]
+        dist = torch.stack([(r.x_hat - x).abs().mean() + cfg.w_perc * ms_ssim_loss(r.x_hat, x).mean() for r, x in zip(results, frames)]).mean()
+        bpp = torch.stack([r.bpp.mean() for r in results]).mean()
+        loss = cfg.lmbda * bpp + dist
+        out = {"distortion": dist, "bpp": bpp}
+        if len(results) > 1:
+            temporal = torch.stack([
+                temporal_loss(results[t].x_hat, results[t - 1].x_hat, frames[t], frames[t - 1]).mean() for t in range(1, len(results))
+            ]).mean()
+            loss = loss + cfg.w_temporal * temporal
+            out["temporal"] = temporal
+        x_hat = torch.cat([r.x_hat for r in results])
+        x = torch.cat(frames)
+        out.update(loss=loss, psnr=_psnr(x_hat, x), x_hat=x_hat, x=x)
+        return out
+
+    def train_step(self, clip: Tensor) -> dict[str, float]:
+        self.model.train()
+        clip = clip.to(self.device)
+        out = self.losses(clip)
+        loss = out["loss"]
+        use_adv = self.cfg.w_adv > 0 and self.step >= self.cfg.adv_start
+        if use_adv:
+            for p in self.disc.parameters():
+                p.requires_grad_(False)
+            adv = generator_adv_loss(self.disc, out["x_hat"])
+            loss = loss + self.cfg.w_adv * adv
+            for p in self.disc.parameters():
+                p.requires_grad_(True)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite loss at step {self.step}: {float(loss)}")
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+        self.opt.step()
+        metrics = {k: float(v.detach()) for k, v in out.items() if k not in ("x_hat", "x")}
+        metrics["loss"] = float(loss)
+        if use_adv:
+            d_loss = discriminator_loss(self.disc, out["x"], out["x_hat"])
+            self.opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            self.opt_d.step()
+            metrics["adv"] = float(adv)
+            metrics["disc"] = float(d_loss)
+        self.step += 1
+        return metrics
+
+    # ------------------------------------------------------------------ loop
+    def fit(self, progress: Callable[[int, dict[str, float]], None] | None = None) -> list[dict[str, float]]:
+        """Train until ``cfg.steps``; log to metrics.csv, checkpoint periodically and at the end, export model/."""
+        history = []
+        iterator = self.batches(self.step)
+        while self.step < self.cfg.steps:
+            metrics = self.train_step(next(iterator))
+            history.append(metrics)
+            if self.step % self.cfg.log_every == 0 or self.step == self.cfg.steps:
+                row = {"step": self.step, **metrics}
+                if self.validate_fn is not None:
+                    self.model.eval()
+                    self.model.invalidate_caches()
+                    row.update({f"val_{k}": v for k, v in self.validate_fn(self.model).items()})
+                self._log(row)
+            if self.step % self.cfg.checkpoint_every == 0:
+                self.save()
+            if progress:
+                progress(self.step, metrics)
+        self.save()
+        self.export()
+        return history
+
+    def _log(self, row: dict[str, float]) -> None:
+        """Append a row to metrics.csv (rewritten atomically, so columns added later, e.g. adv, get a header)."""
+        path = self.run / "metrics.csv"
+        rows: list[dict] = []
+        if path.is_file():
+            with open(path, newline="") as f:
+                rows = list(csv.DictReader(f))
+        rows.append(row)
+        fields = list(dict.fromkeys(k for r in rows for k in r))
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, path)
+
+
+def _psnr(x_hat: Tensor, x: Tensor) -> Tensor:
+    mse = ((x_hat.detach().clamp(-1, 1) - x) / 2).pow(2).mean()
+    return -10 * torch.log10(mse.clamp_min(1e-10))
