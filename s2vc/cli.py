@@ -224,6 +224,21 @@ def _report(title: str, rows: dict[str, object], json_out: bool) -> None:
         Console().print(_summary_table(title, rows))
 
 
+def _register_plugins() -> None:
+    """Commands that other parts of the project contribute (``s2vc train`` from training/) through the
+    ``s2vc.commands`` entry-point group, so that the codec package never imports them."""
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="s2vc.commands"):
+        try:
+            app.command(name=ep.name)(ep.load())
+        except Exception as exc:  # a broken plugin must not take the codec CLI down with it
+            console.print(f"[yellow]warning: command {ep.name!r} unavailable: {escape(str(exc))}[/]", soft_wrap=True)
+
+
+_register_plugins()
+
+
 def main() -> None:  # pragma: no cover - entry point
     app()
 

@@ -46,6 +46,7 @@ class TrainConfig:
     stage: str = "inter"
     preset: str = "tiny"
     init: str | None = None  # an s2vc checkpoint folder to start from (e.g. the previous stage's model/)
+    init_rate_from: int | None = None  # copy this rate point's networks into ``rate`` first (warm start)
     num_rates: int = 4
     rate: int = 0  # the rate point this run trains
     lmbda: float = 0.05  # weight of the rate (bits per pixel) against the distortion
@@ -124,6 +125,8 @@ class Trainer:
             self.model = load_checkpoint(cfg.init, device=self.device)
         else:
             self.model = build_model(get_preset(cfg.preset), num_rates=cfg.num_rates, seed=cfg.seed).to(self.device)
+        if cfg.init_rate_from is not None and cfg.init_rate_from != cfg.rate:
+            self.model.rate(cfg.rate).load_state_dict(self.model.rate(cfg.init_rate_from).state_dict())
         self.params = trainable_parameters(self.model, cfg)
         self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
         self.disc = PatchDiscriminator().to(self.device)

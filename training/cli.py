@@ -1,0 +1,81 @@
+"""``s2vc train``: train one stage of one rate point (registered into the s2vc CLI as a plugin command).
+
+Imports stay inside the command so that ``s2vc --help`` does not pay for torch training code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def train(
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder (config.json, metrics.csv, checkpoints/, model/)."),
+    corpus: Path = typer.Option(..., "--corpus", help="Training corpus folder made by `python -m training.data --out DIR`."),
+    stage: str = typer.Option("inter", "--stage", help="vae | intra | inter (train them in this order)."),
+    preset: str = typer.Option("tiny", "--preset", help="Network widths when starting from scratch."),
+    init: Optional[Path] = typer.Option(None, "--init", help="Start from this s2vc checkpoint folder (e.g. the previous stage's RUN/model)."),
+    rate: int = typer.Option(0, "--rate", help="Rate point to train (0 = fewest bits)."),
+    init_rate_from: Optional[int] = typer.Option(None, "--init-rate-from", help="Copy this rate point's networks into --rate first."),
+    num_rates: int = typer.Option(4, "--num-rates", help="Rate points of a model built from scratch."),
+    lmbda: float = typer.Option(0.5, "--lambda", help="Weight of bits per pixel against the distortion (higher: fewer bits)."),
+    steps: int = typer.Option(1000, "--steps", min=1),
+    batch: int = typer.Option(4, "--batch", min=1),
+    frames: int = typer.Option(3, "--frames", min=1, help="Frames per training sample (the inter cascade length)."),
+    crop: int = typer.Option(128, "--crop", help="Crop size, a multiple of 64."),
+    lr: float = typer.Option(2e-4, "--lr"),
+    adv_start: int = typer.Option(200, "--adv-start", help="Step from which the adversarial term is on."),
+    w_adv: float = typer.Option(0.01, "--w-adv"),
+    val_clip: Optional[Path] = typer.Option(None, "--val-clip", help="A clip for validation bpp/PSNR with real bitstreams."),
+    val_frames: int = typer.Option(4, "--val-frames"),
+    log_every: int = typer.Option(25, "--log-every"),
+    checkpoint_every: int = typer.Option(100, "--checkpoint-every"),
+    resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from RUN/checkpoints/last.pt when present."),
+    seed: int = typer.Option(0, "--seed"),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda (used when present)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch."),
+) -> None:
+    """Train one stage of one rate point; resumable; prints the data-set summary and a progress bar with losses."""
+    import torch
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from .data import ClipDataset, summary as corpus_summary
+    from .loop import batch_iterator, make_validator
+    from .trainer import TrainConfig, Trainer
+
+    console = Console(stderr=True)
+    if threads:
+        torch.set_num_threads(threads)
+    if device == "cuda" and not torch.cuda.is_available():
+        console.print("[yellow]CUDA is not available; training on the CPU[/]")
+        device = "cpu"
+    cfg = TrainConfig(
+        out=str(out), stage=stage, preset=preset, init=str(init) if init else None, num_rates=num_rates, rate=rate,
+        init_rate_from=init_rate_from, lmbda=lmbda, steps=steps, batch=batch, frames=1 if stage != "inter" else frames,
+        crop=crop, lr=lr, adv_start=adv_start, w_adv=w_adv, log_every=log_every, checkpoint_every=checkpoint_every,
+        seed=seed, device=device,
+    )
+    try:
+        cfg.validate()
+        dataset = ClipDataset(corpus, frames=cfg.frames, crop=crop, seed=seed)
+    except (ValueError, FileNotFoundError) as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(code=2)
+    console.print(corpus_summary(corpus))
+    validate = make_validator(val_clip, val_frames, rate) if val_clip else None
+    trainer = Trainer(cfg, batch_iterator(dataset, batch, seed), validate=validate)
+    if resume and trainer.resume():
+        console.print(f"resumed at step {trainer.step}")
+    with Progress(TextColumn(f"[bold]{stage} r{rate}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=console) as bar:
+        task = bar.add_task("train", total=steps, completed=trainer.step, info="")
+
+        def progress(step: int, m: dict[str, float]) -> None:
+            info = f"loss {m['loss']:.4f} bpp {m['bpp']:.4f} psnr {m['psnr']:.2f}"
+            bar.update(task, completed=step, info=info)
+
+        trainer.fit(progress)
+    console.print(f"model written to {out / 'model'}; metrics in {out / 'metrics.csv'}")
