@@ -1,0 +1,1 @@
+"""Training of the project's own models (data pipeline in :mod:`training.data`)."""
