@@ -41,15 +41,27 @@ DEFAULT_MODEL_DIR = REPO_ROOT / "weights" / "default"
 
 
 # ----------------------------------------------------------------------------------------------- own format
-def save_checkpoint(model: S2VCModel, folder: str | Path, *, extra: Mapping[str, object] | None = None) -> Path:
-    """Write ``model`` (every rate point, loading lazy ones) as config.json + model.safetensors."""
+STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def save_checkpoint(
+    model: S2VCModel, folder: str | Path, *, extra: Mapping[str, object] | None = None, storage_dtype: str = "float32"
+) -> Path:
+    """Write ``model`` (every rate point, loading lazy ones) as config.json + model.safetensors.
+
+    ``storage_dtype`` float16/bfloat16 halves the file (the shipped default uses float16); loading casts back to
+    float32, so encoder and decoder still compute with identical float32 weights.
+    """
+    if storage_dtype not in STORAGE_DTYPES:
+        raise ValueError(f"storage_dtype must be one of {sorted(STORAGE_DTYPES)}")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, torch.Tensor] = {f"vae.{k}": v for k, v in model.vae.state_dict().items()}
     for i in range(model.num_rates):
         for k, v in model.rate(i).state_dict().items():
             tensors[f"rates.{i}.{k}"] = v
-    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    store = STORAGE_DTYPES[storage_dtype]
+    tensors = {k: v.detach().to("cpu", store if v.is_floating_point() else v.dtype).contiguous().clone() for k, v in tensors.items()}
     tmp = folder / (WEIGHTS_NAME + ".tmp")
     save_file(tensors, str(tmp), metadata={"format": FORMAT_TAG})
     os.replace(tmp, folder / WEIGHTS_NAME)
@@ -62,6 +74,7 @@ def save_checkpoint(model: S2VCModel, folder: str | Path, *, extra: Mapping[str,
         "rate_names": model.rate_names,
         "weights": WEIGHTS_NAME,
         "sha256": digest,
+        "storage_dtype": storage_dtype,
         **(dict(extra) if extra else {}),
     }
     tmp_cfg = folder / (CONFIG_NAME + ".tmp")
@@ -92,9 +105,16 @@ def load_checkpoint(folder: str | Path, *, verify: bool = False, device: str | t
     if verify and _sha256_file(weights_path) != digest:
         raise CheckpointError(f"{weights_path} does not match the sha256 recorded in {cfg_path}")
 
+    stored = STORAGE_DTYPES.get(config.get("storage_dtype", "float32"))
+    if stored is None:
+        raise CheckpointError(f"{cfg_path}: unknown storage_dtype {config.get('storage_dtype')!r}")
+
     def load_prefix(prefix: str) -> dict[str, torch.Tensor]:
         with safe_open(str(weights_path), framework="pt", device="cpu") as f:
-            return {k[len(prefix):]: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}
+            tensors = {k[len(prefix):]: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}
+        if stored is not torch.float32:  # half-precision storage: compute in float32
+            tensors = {k: v.float() if v.dtype == stored else v for k, v in tensors.items()}
+        return tensors
 
     def loader(index: int) -> RateModel:
         module = RateModel(preset)

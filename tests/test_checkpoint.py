@@ -72,3 +72,17 @@ def test_missing_and_damaged_files(saved, tmp_path):
     (broken / "model.safetensors").write_bytes((folder / "model.safetensors").read_bytes())
     with pytest.raises(CheckpointError, match="does not match the architecture"):
         load_checkpoint(broken)
+
+
+def test_half_precision_storage_loads_as_float32(saved, tmp_path):
+    model, _ = saved
+    folder = save_checkpoint(model, tmp_path / "fp16", storage_dtype="float16")
+    full = (tmp_path / "fp32")
+    save_checkpoint(model, full)
+    assert (folder / "model.safetensors").stat().st_size < 0.6 * (full / "model.safetensors").stat().st_size
+    loaded = load_checkpoint(folder)
+    for k, v in model.state_dict().items():
+        w = loaded.state_dict()[k]
+        assert w.dtype == v.dtype
+        if v.is_floating_point():
+            assert torch.equal(w, v.half().float())

@@ -222,7 +222,7 @@ class Trainer:
         torch.nn.utils.clip_grad_norm_(self.params, 1.0)
         self.opt.step()
         metrics = {k: float(v.detach()) for k, v in out.items() if k not in ("x_hat", "x")}
-        metrics["loss"] = float(loss)
+        metrics["loss"] = float(loss.detach())
         if use_adv:
             d_loss = discriminator_loss(self.disc, out["x"], out["x_hat"])
             self.opt_d.zero_grad(set_to_none=True)

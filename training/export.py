@@ -1,0 +1,37 @@
+"""Install a trained checkpoint as a shipped model: ``python -m training.export RUN/model weights/default``.
+
+Re-saves the checkpoint with half-precision storage (float32 compute after loading) and a note of where it
+came from; prints the size, which must stay within the shipped-model budget.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+from s2vc.checkpoint import load_checkpoint, save_checkpoint
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("source", type=Path, help="a trained s2vc checkpoint folder (RUN/model)")
+    parser.add_argument("dest", type=Path, help="where to install it (weights/default)")
+    parser.add_argument("--dtype", default="float16", choices=("float16", "bfloat16", "float32"))
+    parser.add_argument("--max-mb", type=float, default=20.0, help="refuse to install a model larger than this (MB)")
+    args = parser.parse_args(argv)
+    model = load_checkpoint(args.source)
+    tmp = args.dest.with_name(args.dest.name + ".new")
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_checkpoint(model, tmp, storage_dtype=args.dtype, extra={"source": str(args.source), "trained": True})
+    size = sum(p.stat().st_size for p in tmp.iterdir()) / 1e6
+    if size > args.max_mb:
+        shutil.rmtree(tmp)
+        raise SystemExit(f"model is {size:.1f} MB, over the {args.max_mb} MB budget")
+    shutil.rmtree(args.dest, ignore_errors=True)
+    tmp.rename(args.dest)
+    print(f"installed {args.dest} ({size:.1f} MB, {model.num_rates} rate points, {args.dtype} storage)")
+
+
+if __name__ == "__main__":
+    main()
