@@ -6,13 +6,14 @@ STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 PIP_ARGS ?=  # extra pip options, e.g. the index of your CPU torch wheels
 
-.PHONY: install test demo bench clean help
+.PHONY: install test demo bench eval clean help
 
 help:
 	@echo "make install   create .venv with every dependency pinned (torch 2.13.0 CPU)"
 	@echo "make demo      encode + decode a real clip with the default model; prints bpp, kbps, PSNR, fps"
 	@echo "make test      run the test suite (CPU, minutes)"
 	@echo "make bench     encode/decode fps and peak memory per preset and resolution"
+	@echo "make eval      rate-quality, BD-rate and speed against ffmpeg anchors (EVAL_CLIPS=...)"
 
 install: $(STAMP)
 
@@ -31,6 +32,10 @@ demo: install
 
 bench: install
 	$(BIN)/python -m evaluation.bench_codec $(ARGS)
+
+EVAL_CLIPS ?= ../shared/data/clips/foreman_352x288.h264 ../shared/data/clips/mobile_352x288.h264
+eval: install
+	$(BIN)/s2vc eval $(EVAL_CLIPS) --anchors x264-medium,x264-veryslow,x265-medium,svtav1,vvenc-medium --frames 16 --out eval_out $(ARGS)
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache

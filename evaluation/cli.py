@@ -1,0 +1,42 @@
+"""``s2vc eval`` (a plugin command of the s2vc CLI): rate–quality of S²VC against ffmpeg anchors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+
+def eval_command(
+    clips: List[Path] = typer.Argument(..., help="Video clips to evaluate on (mp4/h264/y4m/…)."),
+    out: Path = typer.Option(Path("eval_out"), "--out", "-o", help="Folder for points.csv, bd_rate.csv, speed.csv and PNG plots."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model (default: the shipped one)."),
+    rates: Optional[str] = typer.Option(None, "--rates", help="Comma-separated rate points (default: all)."),
+    anchors: str = typer.Option("x264-medium", "--anchors", help="Comma-separated anchors: x264-medium, x264-veryslow, x265-medium, x265-veryslow, svtav1, vvenc-medium."),
+    frames: int = typer.Option(16, "--frames", "-n", min=1),
+    downscale: int = typer.Option(1, "--downscale", min=1, help="Downscale the source by this factor first (2 for 720p/1080p)."),
+    bpp_max: float = typer.Option(0.15, "--bpp-max", help="Upper end of the anchors' bpp range."),
+    metrics: str = typer.Option("psnr,psnr_yuv,ms_ssim,vmaf", "--metrics", help="psnr, psnr_yuv, ms_ssim, vmaf."),
+    device: str = typer.Option("cpu", "--device"),
+) -> None:
+    """Encode clips with S²VC and the anchors at matched low rates; write CSVs (BD-rate, speed) and plots."""
+    from rich.console import Console
+
+    from .evaluate import EvalConfig, evaluate
+
+    console = Console(stderr=True)
+    cfg = EvalConfig(
+        clips=list(clips), out=out, frames=frames, model=model,
+        rates=[int(r) for r in rates.split(",")] if rates else None, anchors=[a for a in anchors.split(",") if a],
+        bpp_range=(0.005, bpp_max), downscale=downscale, metrics=tuple(m for m in metrics.split(",") if m), device=device,
+    )
+    try:
+        result = evaluate(cfg, log=lambda s: console.print(s, highlight=False))
+    except (ValueError, RuntimeError, OSError) as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(code=2)
+    for row in result["bd_rate"]:
+        if row["clip"] == "mean":
+            console.print(f"BD-rate vs {row['anchor']} ({row['metric']}): {row['bd_rate_percent']:.1f} % ({row['note']})")
+    console.print(f"results in {out}")
