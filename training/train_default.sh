@@ -25,4 +25,10 @@ for r in 1 2 3; do
       --lambda "${LAMBDAS[$r]}" --steps "$(steps 200)" --batch 4 --frames 3 --lr 3e-4 --adv-start 0 "${COMMON[@]}"
   prev="$RUNS/r$r-inter/model"
 done
+# longer cascades against drift: P-frames see their own errors over 6 frames
+for r in 0 1 2 3; do
+  $S2VC train --out "$RUNS/r$r-long" --init "$prev" --stage inter --rate $r --lambda "${LAMBDAS[$r]}" \
+      --steps "$(steps 300)" --batch 2 --frames 6 --lr 2e-4 --adv-start 0 "${COMMON[@]}"
+  prev="$RUNS/r$r-long/model"
+done
 .venv/bin/python -m training.export "$prev" weights/default

@@ -228,7 +228,7 @@ class Trainer:
             self.opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             self.opt_d.step()
-            metrics["adv"] = float(adv)
+            metrics["adv"] = float(adv.detach())
             metrics["disc"] = float(d_loss)
         self.step += 1
         return metrics
