@@ -229,7 +229,7 @@ class Trainer:
             d_loss.backward()
             self.opt_d.step()
             metrics["adv"] = float(adv.detach())
-            metrics["disc"] = float(d_loss)
+            metrics["disc"] = float(d_loss.detach())
         self.step += 1
         return metrics
 
