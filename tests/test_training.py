@@ -104,3 +104,14 @@ def test_stages_train_the_right_parameters(tmp_path):
     assert len(vae_params) == len(list(trainer.model.vae.parameters()))
     with pytest.raises(ValueError):
         TrainConfig(out="x", stage="nope").validate()
+
+
+def test_lora_only_policy_freezes_the_unet_base(tmp_path):
+    """The official fine-tuning policy (LoRA + TCG + heads), exercised on tiny widths."""
+    cfg = TrainConfig(out=str(tmp_path / "r"), stage="inter", num_rates=1, freeze_base=True)
+    trainer = Trainer(cfg, fixed_batches(carphone_clip(2)))
+    unet = {n for n, p in trainer.model.named_parameters() if p.requires_grad and ".unet." in n}
+    assert unet and all(any(k in n for k in ("lora_", "pframe_motion_fusion", "vae_reduction", "conv_in")) for n in unet)
+    assert not any("base_layer" in n for n in unet)
+    assert any(".inter." in n for n, p in trainer.model.named_parameters() if p.requires_grad)
+    trainer.train_step(carphone_clip(2))  # trains with the base frozen

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from s2vc.checkpoint import load_checkpoint, save_checkpoint
+from s2vc.checkpoint import load_model, save_checkpoint
 from s2vc.model import S2VCModel, build_model
 from s2vc.presets import get_preset
 
@@ -47,6 +47,7 @@ class TrainConfig:
     preset: str = "tiny"
     init: str | None = None  # an s2vc checkpoint folder to start from (e.g. the previous stage's model/)
     init_rate_from: int | None = None  # copy this rate point's networks into ``rate`` first (warm start)
+    freeze_base: bool | None = None  # train only LoRA, TCG and heads of the U-Net (default: for the official preset)
     num_rates: int = 4
     rate: int = 0  # the rate point this run trains
     lmbda: float = 0.05  # weight of the rate (bits per pixel) against the distortion
@@ -95,10 +96,10 @@ def trainable_parameters(model: S2VCModel, cfg: TrainConfig) -> list[nn.Paramete
     else:
         modules = [nets.inter, nets.unet]
     params = []
-    official = model.preset.name == "official"
+    freeze_base = cfg.freeze_base if cfg.freeze_base is not None else model.preset.name == "official"
     for module in modules:
         for name, p in module.named_parameters():
-            if official and module is nets.unet and not any(k in name for k in ("lora_", "pframe_motion_fusion", "vae_reduction", "conv_in")):
+            if freeze_base and module is nets.unet and not any(k in name for k in ("lora_", "pframe_motion_fusion", "vae_reduction", "conv_in")):
                 continue  # the SD1.5 base stays frozen
             if module is nets.unet and cfg.stage == "intra" and "lora_" in name and ".pframe." in name:
                 continue
@@ -121,8 +122,8 @@ class Trainer:
         self.validate_fn = validate
         self.device = torch.device(cfg.device)
         seed_everything(cfg.seed)
-        if cfg.init:
-            self.model = load_checkpoint(cfg.init, device=self.device)
+        if cfg.init:  # an s2vc checkpoint folder or the official release root (the user's local SD-based weights)
+            self.model = load_model(cfg.init, device=self.device, rates=[cfg.rate])
         else:
             self.model = build_model(get_preset(cfg.preset), num_rates=cfg.num_rates, seed=cfg.seed).to(self.device)
         if cfg.init_rate_from is not None and cfg.init_rate_from != cfg.rate:
