@@ -16,10 +16,11 @@ def train(
     corpus: Path = typer.Option(..., "--corpus", help="Training corpus folder made by `python -m training.data --out DIR`."),
     stage: str = typer.Option("inter", "--stage", help="vae | intra | inter (train them in this order)."),
     preset: str = typer.Option("tiny", "--preset", help="Network widths when starting from scratch."),
-    init: Optional[Path] = typer.Option(None, "--init", help="Start from this s2vc checkpoint folder (e.g. the previous stage's RUN/model)."),
+    init: Optional[Path] = typer.Option(None, "--init", help="Start from an s2vc checkpoint folder (e.g. the previous stage's RUN/model) or the official release root."),
     rate: int = typer.Option(0, "--rate", help="Rate point to train (0 = fewest bits)."),
     init_rate_from: Optional[int] = typer.Option(None, "--init-rate-from", help="Copy this rate point's networks into --rate first."),
     num_rates: int = typer.Option(4, "--num-rates", help="Rate points of a model built from scratch."),
+    freeze_base: Optional[bool] = typer.Option(None, "--freeze-base/--train-base", help="Train only LoRA, TCG blocks and heads of the U-Net (default: on for the official preset)."),
     lmbda: float = typer.Option(0.5, "--lambda", help="Weight of bits per pixel against the distortion (higher: fewer bits)."),
     steps: int = typer.Option(1000, "--steps", min=1),
     batch: int = typer.Option(4, "--batch", min=1),
@@ -54,7 +55,7 @@ def train(
         device = "cpu"
     cfg = TrainConfig(
         out=str(out), stage=stage, preset=preset, init=str(init) if init else None, num_rates=num_rates, rate=rate,
-        init_rate_from=init_rate_from, lmbda=lmbda, steps=steps, batch=batch, frames=1 if stage != "inter" else frames,
+        init_rate_from=init_rate_from, freeze_base=freeze_base, lmbda=lmbda, steps=steps, batch=batch, frames=1 if stage != "inter" else frames,
         crop=crop, lr=lr, adv_start=adv_start, w_adv=w_adv, log_every=log_every, checkpoint_every=checkpoint_every,
         seed=seed, device=device,
     )
