@@ -76,13 +76,17 @@ def _overlap(a: np.ndarray, b: np.ndarray, what: str) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+def _curves(anchor_rates, anchor_quality, test_rates, test_quality, method: str):
+    """Both curves validated, as (log-rate, quality) arrays."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    return _curve(anchor_rates, anchor_quality, "anchor", method), _curve(test_rates, test_quality, "test", method)
+
+
 def bd_rate(anchor_rates: Sequence[float], anchor_quality: Sequence[float], test_rates: Sequence[float],
             test_quality: Sequence[float], method: str = "pchip") -> float:
     """BD-rate of the test curve against the anchor in percent (negative: the test codec saves bits)."""
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    lr1, q1 = _curve(anchor_rates, anchor_quality, "anchor", method)
-    lr2, q2 = _curve(test_rates, test_quality, "test", method)
+    (lr1, q1), (lr2, q2) = _curves(anchor_rates, anchor_quality, test_rates, test_quality, method)
     lo, hi = _overlap(q1, q2, "quality")
     diff = _mean_over(q2, lr2, lo, hi, method) - _mean_over(q1, lr1, lo, hi, method)
     return (math.exp(diff) - 1.0) * 100.0
@@ -91,10 +95,7 @@ def bd_rate(anchor_rates: Sequence[float], anchor_quality: Sequence[float], test
 def bd_quality(anchor_rates: Sequence[float], anchor_quality: Sequence[float], test_rates: Sequence[float],
                test_quality: Sequence[float], method: str = "pchip") -> float:
     """BD-quality (BD-PSNR for PSNR) of the test curve against the anchor, in the quality's unit."""
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    lr1, q1 = _curve(anchor_rates, anchor_quality, "anchor", method)
-    lr2, q2 = _curve(test_rates, test_quality, "test", method)
+    (lr1, q1), (lr2, q2) = _curves(anchor_rates, anchor_quality, test_rates, test_quality, method)
     lo, hi = _overlap(lr1, lr2, "rate")
     return _mean_over(lr2, q2, lo, hi, method) - _mean_over(lr1, q1, lo, hi, method)
 
