@@ -6,13 +6,15 @@ STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 PIP_ARGS ?=  # extra pip options, e.g. the index of your CPU torch wheels
 
-.PHONY: install test demo bench eval clean help
+.PHONY: install test demo bench bench-server serve eval clean help
 
 help:
 	@echo "make install   create .venv with every dependency pinned (torch 2.13.0 CPU)"
 	@echo "make demo      encode + decode a real clip with the default model; prints bpp, kbps, PSNR, fps"
 	@echo "make test      run the test suite (CPU, minutes)"
 	@echo "make bench     encode/decode fps and peak memory per preset and resolution"
+	@echo "make serve     start the streaming server (REST, streams, metrics) with the default model (ARGS='--port 8000')"
+	@echo "make bench-server  sustained real-time sessions, frame latency p50/p99, drops and RSS of a local server"
 	@echo "make eval      rate-quality, BD-rate and speed against ffmpeg anchors (EVAL_CLIPS=...)"
 
 install: $(STAMP)
@@ -32,6 +34,12 @@ demo: install
 
 bench: install
 	$(BIN)/python -m evaluation.bench_codec $(ARGS)
+
+serve: install
+	$(BIN)/s2vc serve $(ARGS)
+
+bench-server: install
+	$(BIN)/python -m evaluation.bench_server $(ARGS)
 
 EVAL_CLIPS ?= ../shared/data/clips/foreman_352x288.h264 ../shared/data/clips/mobile_352x288.h264
 eval: install
