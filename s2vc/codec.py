@@ -15,9 +15,12 @@ Frame flow (see ``docs/bitstream.md`` for the payload layout):
 
 from __future__ import annotations
 
+import contextlib
 import struct
+import time
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -30,6 +33,7 @@ from .errors import (
     CorruptStreamError,
     InputError,
     ModelMismatchError,
+    S2VCError,
     StateMismatchError,
     UnitOrderError,
 )
@@ -110,6 +114,8 @@ class Codec:
         self.reset_interval = reset_interval
         self.intra_period = intra_period
         self._gaussian = {r: entropy.GaussianModel(*r) for r in (INTRA_Y_RANGE, INTER_Y_RANGE)}
+        # when set, called with (stage, seconds, batch size) for the stages vae, networks, unet and entropy
+        self.on_stage: StageCallback | None = None
 
     # ----------------------------------------------------------------- streams
     def new_state(self, width: int, height: int, rate: int = 0) -> StreamState:
@@ -149,82 +155,169 @@ class Codec:
         return not state.has_reference or (self.intra_period > 0 and state.frame_index % self.intra_period == 0)
 
     # ----------------------------------------------------------------- encode
-    @torch.inference_mode()
     def encode_frame(
         self, state: StreamState, frame: np.ndarray | Tensor, rate: int | None = None, *, force_intra: bool = False, reconstruct: bool = True
     ) -> tuple[Unit, StreamState, np.ndarray | None]:
         """Code one uint8 RGB frame. Returns the unit, the new state and (if ``reconstruct``) the decoded frame."""
+        return _unwrap(self.encode_batch([state], [frame], [rate], force_intra=[force_intra], reconstruct=reconstruct)[0])
+
+    @torch.inference_mode()
+    def encode_batch(
+        self,
+        states: Sequence[StreamState],
+        frames: Sequence[np.ndarray | Tensor],
+        rates: Sequence[int | None] | None = None,
+        *,
+        force_intra: Sequence[bool] | None = None,
+        reconstruct: bool = True,
+        exact: bool = True,
+    ) -> list[EncodeResult | S2VCError]:
+        """Code one frame of each of several streams in one call (a server's scheduler tick).
+
+        Slot ``i`` holds ``(unit, new_state, recon)`` for stream ``i`` or the :class:`S2VCError` its input raised;
+        one bad item never fails the others. Items of the same padded size, frame type and rate point are grouped.
+        Float kernels are not batch-invariant (a stacked batch differs from batch 1 in the last bits), so with
+        ``exact`` (the default) everything a decoder recomputes (entropy parameters, synthesis, U-Net, the
+        output VAE decode) runs one item at a time: every unit decodes bit-exactly in a decoder that codes one
+        frame at a time (the CLI, another server) and ``recon`` is what that decoder outputs. Only the
+        encoder's analysis transforms run stacked; their output is quantised and sent, never recomputed, so a
+        unit may differ from :meth:`encode_frame`'s in a symbol that a last-bit difference rounds the other
+        way, and is still a valid unit of the same stream. ``exact=False`` stacks every network: fastest, and
+        decodable exactly only by a decoder that stacks the same streams the same way (a server's preview).
+        """
+        n = len(states)
+        rates = [None] * n if rates is None else list(rates)
+        force_intra = [False] * n if force_intra is None else list(force_intra)
+        if not len(frames) == len(rates) == len(force_intra) == n:
+            raise ValueError("encode_batch needs one frame, rate and force_intra per state")
+        results: list[EncodeResult | S2VCError | None] = [None] * n
+        items: list[_EncodeItem] = []
+        for slot, (state, frame, rate, intra) in enumerate(zip(states, frames, rates, force_intra)):
+            try:
+                items.append(self._encode_item(slot, state, frame, rate, intra))
+            except S2VCError as exc:
+                results[slot] = exc
+        for group in _groups(items):
+            for item, result in zip(group, self._encode_group(group, reconstruct, exact)):
+                results[item.slot] = result
+        return results  # type: ignore[return-value]
+
+    def _encode_item(self, slot: int, state: StreamState, frame, rate: int | None, force_intra: bool) -> _EncodeItem:
         rate = state.rate if rate is None else rate
         self._check_rate(rate)
         if frame.shape[0] != state.height or frame.shape[1] != state.width:
             raise InputError(f"frame is {frame.shape[1]}x{frame.shape[0]}, the stream is {state.width}x{state.height}")
         x = pad_to_multiple(frame_to_tensor(frame, self.device))
-        nets = self.model.rate(rate)
-        if force_intra or self.is_intra(state):
-            symbols, f_pix, tokens = self._intra_analysis(nets, x)
-            x0, feats = nets.unet(f_pix, tokens, None, "iframe")
-            unit_type, flags, check, new_state = UnitType.I, 0, 0, self._after_intra(state, rate, x0, feats)
+        intra = force_intra or self.is_intra(state)
+        reset = not intra and state.p_index % self.reset_interval == 0
+        return _EncodeItem(slot, state, rate, intra, reset, x)
+
+    def _encode_group(self, group: list[_EncodeItem], reconstruct: bool, exact: bool) -> list[EncodeResult]:
+        first, n = group[0], len(group)
+        nets = self.model.rate(first.rate)
+        x = torch.cat([item.x for item in group])
+        x0_parts, symbols, new_states = [], [], []
+        if first.intra:
+            with self._stage("vae", n):
+                latent = self.model.vae.encode(x)
+            with self._stage("networks", n):
+                y, z = nets.intra.encode(x, latent)
+            for part in _chunks(n, exact):
+                z_hat, index = self._run("networks", len(group[part]), nets.intra.quantize_z, z[part].float())
+                passes, x0, feats = self._intra_synthesis(nets, z_hat, y[part].float(), None)
+                z_symbols = index.to(torch.int32).cpu().numpy().reshape(index.shape[0], index.shape[1], -1)
+                symbols += [_Symbols(z_symbols[i], [p[i] for p in passes]) for i in range(len(z_symbols))]
+                x0_parts.append(x0)
+                new_states += [self._after_intra(item.state, item.rate, x0[i : i + 1], _item_feats(feats, i)) for i, item in enumerate(group[part])]
+            unit_type, flags, checks = UnitType.I, 0, [0] * n
         else:
-            reset = state.p_index % self.reset_interval == 0
-            symbols, feature, f_pix, tokens = self._inter_analysis(nets, rate, state, x, reset)
-            x0, feats = nets.unet(f_pix, tokens, state.unet_feats, "pframe")
-            unit_type, flags, check = UnitType.P, FLAG_RESET if reset else 0, state.check()
-            new_state = self._after_inter(state, rate, x0, feature, feats)
-        payload = self._write_payload(unit_type, symbols, rate)
-        unit = Unit(type=unit_type, flags=flags, rate=rate, frame_index=state.frame_index, state_check=check, payload=payload)
-        recon = tensor_to_frame(self.model.vae.decode(x0), state.height, state.width) if reconstruct else None
-        return unit, new_state, recon
+            contexts = []
+            for item in group:  # the context is decoder-side: one item at a time in exact mode
+                contexts.append(self._run("networks", 1, nets.inter.context, item.state.ref_frame, item.state.ref_feature, first.reset))
+            ctx_all = torch.cat([c for c, _ in contexts])
+            with self._stage("networks", n):
+                y, z = nets.inter.encode(x, ctx_all)
+            z_hat_all = torch.round(z.float()).nan_to_num_(0.0, INTER_Z_RANGE[1], INTER_Z_RANGE[0]).clamp_(*INTER_Z_RANGE)
+            for part in _chunks(n, exact):
+                ctx, ctx_t = ctx_all[part], torch.cat([t for _, t in contexts[part]])
+                z_hat = z_hat_all[part]
+                passes, feature, x0, feats = self._inter_synthesis(nets, z_hat, ctx, ctx_t, y[part].float(), None, group[part])
+                z_symbols = z_hat.to(torch.int32).cpu().numpy().reshape(z_hat.shape[0], z_hat.shape[1], -1)
+                symbols += [_Symbols(z_symbols[i], [p[i] for p in passes]) for i in range(len(z_symbols))]
+                x0_parts.append(x0)
+                new_states += [
+                    self._after_inter(item.state, item.rate, x0[i : i + 1], feature[i : i + 1], _item_feats(feats, i))
+                    for i, item in enumerate(group[part])
+                ]
+            unit_type, flags, checks = UnitType.P, FLAG_RESET if first.reset else 0, [item.state.check() for item in group]
+        with self._stage("entropy", n):
+            payloads = [self._write_payload(unit_type, sym, first.rate) for sym in symbols]
+        units = [
+            Unit(type=unit_type, flags=flags, rate=item.rate, frame_index=item.state.frame_index, state_check=check, payload=payload)
+            for item, check, payload in zip(group, checks, payloads)
+        ]
+        recons = self._reconstruct(torch.cat(x0_parts), [item.state for item in group], exact) if reconstruct else [None] * n
+        return list(zip(units, new_states, recons))
 
-    def _intra_analysis(self, nets, x: Tensor) -> tuple[_Symbols, Tensor, Tensor]:
-        latent = self.model.vae.encode(x)
-        y, z = nets.intra.encode(x, latent)
-        z_hat, index = nets.intra.quantize_z(z.float())
-        y_hat, passes, z_semantic = self._intra_passes(nets, z_hat, y.float(), None)
-        f_pix, tokens = nets.intra.decode(y_hat, z_semantic)
-        return _Symbols(index.to(torch.int32).cpu().numpy().reshape(index.shape[1], -1), passes), f_pix, tokens
+    def _intra_synthesis(self, nets, z_hat: Tensor, y: Tensor | None, readers):
+        """Decoder side of an I-frame from z_hat: the four y passes, synthesis and U-Net → (passes, x0, feats)."""
+        y_hat, passes, z_semantic = self._intra_passes(nets, z_hat, y, readers)
+        with self._stage("networks", len(z_hat)):
+            f_pix, tokens = nets.intra.decode(y_hat, z_semantic)
+        x0, feats = self._run("unet", len(z_hat), nets.unet, f_pix, tokens, None, "iframe")
+        return passes, x0, feats
 
-    def _intra_passes(self, nets, z_hat: Tensor, y: Tensor | None, read) -> tuple[Tensor, list, Tensor]:
-        """The four spatial passes of an I-frame; encodes ``y`` or, with ``read``, decodes symbols."""
-        params, reduced, z_semantic = nets.intra.hyper_decode(z_hat)
+    def _inter_synthesis(self, nets, z_hat: Tensor, ctx: Tensor, ctx_t: Tensor, y: Tensor | None, readers, items):
+        """Decoder side of a P-frame: the two y passes, synthesis and U-Net with TCG → (passes, feature, x0, feats)."""
+        y_hat, passes = self._inter_passes(nets, z_hat, ctx_t, y, readers)
+        with self._stage("networks", len(z_hat)):
+            feature, f_pix, tokens = nets.inter.decode(y_hat, ctx)
+        prev = _stack_feats([item.state.unet_feats for item in items])
+        x0, feats = self._run("unet", len(z_hat), nets.unet, f_pix, tokens, prev, "pframe")
+        return passes, feature, x0, feats
+
+    def _intra_passes(self, nets, z_hat: Tensor, y: Tensor | None, readers) -> tuple[Tensor, list, Tensor]:
+        """The four spatial passes of an I-frame; encodes ``y`` or, with ``readers`` (one per item), decodes."""
+        with self._stage("networks", len(z_hat)):
+            params, reduced, z_semantic = nets.intra.hyper_decode(z_hat)
         params = params.float()
         shape = (params.shape[0], params.shape[1] // 2, params.shape[2], params.shape[3])
         masks = intra_pass_masks(shape[1], shape[2], shape[3], device=params.device)
         y_hat = torch.zeros(shape, device=params.device)
         passes = []
         for k in range(4):
-            scales, means = params.chunk(2, 1) if k == 0 else nets.intra.spatial_prior(k, y_hat, reduced)
-            sel = masks[k].bool().unsqueeze(0)
-            y_hat, pass_symbols = self._code_pass(y, y_hat, sel, scales, means, INTRA_Y_RANGE, read)
+            if k == 0:
+                scales, means = params.chunk(2, 1)
+            else:
+                scales, means = self._run("networks", len(z_hat), nets.intra.spatial_prior, k, y_hat, reduced)
+            sel = masks[k].bool().unsqueeze(0).expand(shape)
+            y_hat, pass_symbols = self._code_pass(y, y_hat, sel, scales, means, INTRA_Y_RANGE, readers)
             passes.append(pass_symbols)
         return y_hat, passes, z_semantic
 
-    @staticmethod
-    def _code_pass(y: Tensor | None, y_hat: Tensor, sel: Tensor, scales: Tensor, means: Tensor, symbol_range, read):
-        """One masked pass: quantise ``y`` (encoder) or read symbols (decoder); add the pass to ``y_hat``."""
-        means = entropy.round_means(means.float())
-        idx = entropy.scale_index(scales.float())[sel].cpu().numpy()
-        if read is None:
-            lo, hi = symbol_range  # non-finite values (a diverged model) become codable symbols, not a crash
-            q = torch.round(y - means).nan_to_num_(0.0, hi, lo).clamp_(lo, hi)
-            symbols = q[sel].to(torch.int32).cpu().numpy()
-        else:
-            symbols = read(symbol_range, idx)
-            q = torch.zeros_like(y_hat)
-            q[sel] = torch.from_numpy(symbols.astype(np.float32)).to(q.device)
-        return y_hat + torch.where(sel, q + means, torch.zeros_like(q)), (symbols, idx)
+    def _code_pass(self, y: Tensor | None, y_hat: Tensor, sel: Tensor, scales: Tensor, means: Tensor, symbol_range, readers):
+        """One masked pass: quantise ``y`` (encoder) or read each item's symbols (decoder); add it to ``y_hat``.
 
-    def _inter_analysis(self, nets, rate: int, state: StreamState, x: Tensor, reset: bool):
-        ctx, ctx_t = nets.inter.context(state.ref_frame, state.ref_feature, reset)
-        y, z = nets.inter.encode(x, ctx)
-        z_hat = torch.round(z.float()).nan_to_num_(0.0, INTER_Z_RANGE[1], INTER_Z_RANGE[0]).clamp_(*INTER_Z_RANGE)
-        symbols_z = z_hat.to(torch.int32).cpu().numpy().reshape(z_hat.shape[1], -1)
-        y_hat, passes = self._inter_passes(nets, z_hat, ctx_t, y.float(), None)
-        feature, f_pix, tokens = nets.inter.decode(y_hat, ctx)
-        return _Symbols(symbols_z, passes), feature, f_pix, tokens
+        Returns the new ``y_hat`` and, per item of the batch, ``(symbols, scale indices)`` in coding order.
+        """
+        with self._stage("entropy", len(y_hat)):
+            means = entropy.round_means(means.float())
+            idx_all = entropy.scale_index(scales.float())
+            idx = [idx_all[i][sel[i]].cpu().numpy() for i in range(len(y_hat))]
+            if readers is None:
+                lo, hi = symbol_range  # non-finite values (a diverged model) become codable symbols, not a crash
+                q = torch.round(y - means).nan_to_num_(0.0, hi, lo).clamp_(lo, hi)
+                symbols = [q[i][sel[i]].to(torch.int32).cpu().numpy() for i in range(len(y_hat))]
+            else:
+                symbols = [read(symbol_range, item_idx) for read, item_idx in zip(readers, idx)]
+                q = torch.zeros_like(y_hat)
+                for i, item_symbols in enumerate(symbols):
+                    q[i][sel[i]] = torch.from_numpy(item_symbols.astype(np.float32)).to(q.device)
+        return y_hat + torch.where(sel, q + means, torch.zeros_like(q)), list(zip(symbols, idx))
 
-    def _inter_passes(self, nets, z_hat: Tensor, ctx_t: Tensor, y: Tensor | None, read) -> tuple[Tensor, list]:
-        """The two checkerboard passes of a P-frame; encodes ``y`` or, with ``read``, decodes symbols."""
-        q_dec, scales, means, params = nets.inter.prior(z_hat, ctx_t)
+    def _inter_passes(self, nets, z_hat: Tensor, ctx_t: Tensor, y: Tensor | None, readers) -> tuple[Tensor, list]:
+        """The two checkerboard passes of a P-frame; encodes ``y`` or, with ``readers``, decodes."""
+        q_dec, scales, means, params = self._run("networks", len(z_hat), nets.inter.prior, z_hat, ctx_t)
         q_dec = q_dec.float()
         mask_a, mask_b = checkerboard_masks(q_dec.shape[1], q_dec.shape[2], q_dec.shape[3], device=q_dec.device)
         y_scaled = y * torch.reciprocal(q_dec) if y is not None else None
@@ -232,8 +325,8 @@ class Codec:
         passes = []
         for k, mask in enumerate((mask_a, mask_b)):
             if k == 1:
-                scales, means = nets.inter.spatial_prior(y_hat, params)
-            y_hat, pass_symbols = self._code_pass(y_scaled, y_hat, mask.bool().expand_as(q_dec), scales, means, INTER_Y_RANGE, read)
+                scales, means = self._run("networks", len(z_hat), nets.inter.spatial_prior, y_hat, params)
+            y_hat, pass_symbols = self._code_pass(y_scaled, y_hat, mask.bool().expand_as(q_dec), scales, means, INTER_Y_RANGE, readers)
             passes.append(pass_symbols)
         return y_hat * q_dec, passes
 
@@ -263,15 +356,60 @@ class Codec:
             rate=rate, frame_index=state.frame_index + 1, p_index=state.p_index + 1, ref_frame=x0, ref_feature=feature, unet_feats=tuple(feats)
         )
 
+    def _reconstruct(self, x0: Tensor, states: Sequence[StreamState], exact: bool) -> list[np.ndarray]:
+        """The output VAE decode (one item at a time when ``exact``), cropped per stream."""
+        pictures = [self._run("vae", len(x0[part]), self.model.vae.decode, x0[part]) for part in _chunks(len(x0), exact)]
+        return [tensor_to_frame(row, s.height, s.width) for row, s in zip(_rows(pictures), states)]
+
     # ----------------------------------------------------------------- decode
-    @torch.inference_mode()
     def decode_frame(self, state: StreamState, unit: Unit) -> tuple[np.ndarray, StreamState]:
         """Decode an I or P unit. Raises the documented errors of ``docs/bitstream.md``; never returns noise."""
-        x0, new_state = self.decode_latent(state, unit)
-        return tensor_to_frame(self.model.vae.decode(x0), state.height, state.width), new_state
+        return _unwrap(self.decode_batch([state], [unit])[0])
 
     def decode_latent(self, state: StreamState, unit: Unit) -> tuple[Tensor, StreamState]:
         """Everything of :meth:`decode_frame` but the VAE decode: the x0 latent and the new state."""
+        return _unwrap(self.decode_batch([state], [unit], reconstruct=False)[0])
+
+    @torch.inference_mode()
+    def decode_batch(
+        self, states: Sequence[StreamState], units: Sequence[Unit], *, exact: bool = True, reconstruct: bool = True
+    ) -> list[DecodeResult | S2VCError]:
+        """Decode one unit of each of several streams in one call; slot ``i`` holds ``(frame, new_state)`` or the
+        :class:`S2VCError` that unit raised (see :meth:`encode_batch` for ``exact``). With ``reconstruct=False``
+        a slot holds ``(x0 latent, new_state)`` instead of the frame."""
+        if len(units) != len(states):
+            raise ValueError("decode_batch needs one unit per state")
+        results: list[DecodeResult | S2VCError | None] = [None] * len(states)
+        items: list[_DecodeItem] = []
+        for slot, (state, unit) in enumerate(zip(states, units)):
+            try:
+                items.append(self._decode_item(slot, state, unit))
+            except S2VCError as exc:
+                results[slot] = exc
+        for group in _groups(items):
+            for part in _chunks(len(group), exact):
+                try:
+                    done = self._decode_part(group[part])
+                except S2VCError as exc:  # one unit's payload is unreadable: decode the others one at a time
+                    done = [exc] if len(group[part]) == 1 else [self._decode_one(item) for item in group[part]]
+                for item, result in zip(group[part], done):
+                    results[item.slot] = result
+            decoded = [item.slot for item in group if isinstance(results[item.slot], tuple)]
+            if reconstruct and decoded:  # the output VAE decode of the group, stacked
+                x0 = torch.cat([results[slot][0] for slot in decoded])  # type: ignore[index]
+                frames = self._reconstruct(x0, [results[slot][1] for slot in decoded], exact)  # type: ignore[index]
+                for slot, frame in zip(decoded, frames):
+                    results[slot] = (frame, results[slot][1])  # type: ignore[index]
+        return results  # type: ignore[return-value]
+
+    def _decode_one(self, item: _DecodeItem) -> tuple[Tensor, StreamState] | S2VCError:
+        try:
+            return self._decode_part([item])[0]
+        except S2VCError as exc:
+            return exc
+
+    def _decode_item(self, slot: int, state: StreamState, unit: Unit) -> _DecodeItem:
+        """Check a unit against its stream's state (type, order, state check) before any network runs."""
         if unit.type not in (UnitType.I, UnitType.P):
             raise UnitOrderError(f"decode_frame takes I or P units, got {unit.type.name}")
         self._check_rate(unit.rate)
@@ -279,54 +417,149 @@ class Codec:
             raise UnitOrderError(f"unit for frame {unit.frame_index} arrived after frame {state.frame_index - 1} (repeated or reordered)")
         if len(unit.payload) < 4:
             raise CorruptStreamError(f"{unit.type.name} unit payload of {len(unit.payload)} bytes is shorter than its 4-byte symbol check")
-        expected = struct.unpack(">I", unit.payload[:4])[0]
-        dec = entropy.new_decoder(unit.payload[4:])
-        nets = self.model.rate(unit.rate)
-        hp, wp = padded_size(state.height, state.width)
-        if unit.type == UnitType.I:
+        intra = unit.type == UnitType.I
+        if intra:
             if unit.frame_index != state.frame_index:
                 state = state.replace(frame_index=unit.frame_index)  # an I-frame resynchronises after a loss
-            x0, feats, symbols = self._decode_intra(nets, dec, hp, wp)
-            self._verify(symbols, expected, unit)
-            return x0, self._after_intra(state, unit.rate, x0, feats)
-        if not state.has_reference:
-            raise UnitOrderError(f"P unit for frame {unit.frame_index} without a preceding I unit")
-        if unit.frame_index != state.frame_index:
-            raise UnitOrderError(f"P unit for frame {unit.frame_index}, expected frame {state.frame_index}: a unit is missing")
-        if unit.state_check != state.check():
-            raise StateMismatchError(
-                f"P unit for frame {unit.frame_index} was coded against another decoder state "
-                f"(check {unit.state_check:08x}, this decoder {state.check():08x}); request an I-frame"
-            )
-        reset = bool(unit.flags & FLAG_RESET)
-        ctx, ctx_t = nets.inter.context(state.ref_frame, state.ref_feature, reset)
-        z_shape = (hp // 64, wp // 64)
-        pmf = self.model.z_pmf(unit.rate, *INTER_Z_RANGE)
-        z = entropy.CategoricalModel(pmf, INTER_Z_RANGE[0]).decode(dec, z_shape[0] * z_shape[1])
-        z_hat = torch.from_numpy(z.astype(np.float32)).reshape(1, pmf.shape[0], *z_shape).to(self.device)
-        y_hat, passes = self._inter_passes(nets, z_hat, ctx_t, None, self._reader(dec))
-        self._verify(_Symbols(z, passes), expected, unit)
-        feature, f_pix, tokens = nets.inter.decode(y_hat, ctx)
-        x0, feats = nets.unet(f_pix, tokens, state.unet_feats, "pframe")
-        return x0, self._after_inter(state, unit.rate, x0, feature, feats)
+        else:
+            if not state.has_reference:
+                raise UnitOrderError(f"P unit for frame {unit.frame_index} without a preceding I unit")
+            if unit.frame_index != state.frame_index:
+                raise UnitOrderError(f"P unit for frame {unit.frame_index}, expected frame {state.frame_index}: a unit is missing")
+            if unit.state_check != state.check():
+                raise StateMismatchError(
+                    f"P unit for frame {unit.frame_index} was coded against another decoder state "
+                    f"(check {unit.state_check:08x}, this decoder {state.check():08x}); request an I-frame"
+                )
+        hp, wp = padded_size(state.height, state.width)
+        return _DecodeItem(slot, state, unit.rate, intra, bool(unit.flags & FLAG_RESET) and not intra, (hp, wp), unit)
 
-    def _decode_intra(self, nets, dec, hp: int, wp: int):
-        levels = list(self.model.preset.intra.fsq_levels)
+    def _decode_part(self, items: list[_DecodeItem]) -> list[tuple[Tensor, StreamState] | S2VCError]:
+        """Decode stacked units of one group (same size, type and rate) → per item (x0, new state) or its error."""
+        first, n = items[0], len(items)
+        nets = self.model.rate(first.rate)
+        hp, wp = first.size
         h64, w64 = hp // 64, wp // 64
-        index = entropy.UniformModel(levels).decode(dec, h64 * w64)
-        z_hat = nets.intra.dequantize_z(torch.from_numpy(index.astype(np.int64)).reshape(1, len(levels), h64, w64).to(self.device))
-        y_hat, passes, z_semantic = self._intra_passes(nets, z_hat, None, self._reader(dec))
-        f_pix, tokens = nets.intra.decode(y_hat, z_semantic)
-        x0, feats = nets.unet(f_pix, tokens, None, "iframe")
-        return x0, feats, _Symbols(index, passes)
+        decoders = [entropy.new_decoder(item.unit.payload[4:]) for item in items]
+        readers = [self._reader(dec) for dec in decoders]
+        with self._stage("entropy", n):
+            if first.intra:
+                levels = list(self.model.preset.intra.fsq_levels)
+                z = [entropy.UniformModel(levels).decode(dec, h64 * w64) for dec in decoders]
+                index = torch.from_numpy(np.stack(z).astype(np.int64)).reshape(n, len(levels), h64, w64).to(self.device)
+            else:
+                pmf = self.model.z_pmf(first.rate, *INTER_Z_RANGE)
+                z = [entropy.CategoricalModel(pmf, INTER_Z_RANGE[0]).decode(dec, h64 * w64) for dec in decoders]
+                z_hat = torch.from_numpy(np.stack(z).astype(np.float32)).reshape(n, pmf.shape[0], h64, w64).to(self.device)
+        if first.intra:
+            z_hat = self._run("networks", n, nets.intra.dequantize_z, index)
+            passes, x0, feats = self._intra_synthesis(nets, z_hat, None, readers)
+        else:
+            contexts = [self._run("networks", 1, nets.inter.context, it.state.ref_frame, it.state.ref_feature, first.reset) for it in items]
+            ctx, ctx_t = torch.cat([c for c, _ in contexts]), torch.cat([t for _, t in contexts])
+            passes, feature, x0, feats = self._inter_synthesis(nets, z_hat, ctx, ctx_t, None, readers, items)
+        results: list[tuple[Tensor, StreamState] | S2VCError] = []
+        for i, item in enumerate(items):
+            expected = struct.unpack(">I", item.unit.payload[:4])[0]
+            if _Symbols(z[i], [p[i] for p in passes]).checksum() != expected:
+                results.append(StateMismatchError(
+                    f"{item.unit.type.name} unit for frame {item.unit.frame_index}: decoded symbols fail their check; the decoder's "
+                    "entropy parameters differ from the encoder's (another model, backend or a drifted state)"
+                ))
+            elif first.intra:
+                results.append((x0[i : i + 1], self._after_intra(item.state, item.rate, x0[i : i + 1], _item_feats(feats, i))))
+            else:
+                new_state = self._after_inter(item.state, item.rate, x0[i : i + 1], feature[i : i + 1], _item_feats(feats, i))
+                results.append((x0[i : i + 1], new_state))
+        return results
 
     def _reader(self, dec):
         return lambda symbol_range, idx: self._gaussian[tuple(symbol_range)].decode(dec, idx)
 
-    @staticmethod
-    def _verify(symbols: _Symbols, expected: int, unit: Unit) -> None:
-        if symbols.checksum() != expected:
-            raise StateMismatchError(
-                f"{unit.type.name} unit for frame {unit.frame_index}: decoded symbols fail their check; the decoder's "
-                "entropy parameters differ from the encoder's (another model, backend or a drifted state)"
-            )
+    # ----------------------------------------------------------------- timing
+    def _stage(self, stage: str, batch: int):
+        return _StageTimer(self.on_stage, stage, batch) if self.on_stage is not None else contextlib.nullcontext()
+
+    def _run(self, stage: str, batch: int, fn, *args):
+        with self._stage(stage, batch):
+            return fn(*args)
+
+
+EncodeResult = tuple[Unit, StreamState, "np.ndarray | None"]
+DecodeResult = tuple[np.ndarray, StreamState]
+StageCallback = Callable[[str, float, int], None]
+
+
+@dataclass
+class _EncodeItem:
+    slot: int
+    state: StreamState
+    rate: int
+    intra: bool
+    reset: bool
+    x: Tensor  # padded (1, 3, Hp, Wp)
+
+    @property
+    def key(self) -> tuple:
+        return (tuple(self.x.shape[-2:]), self.intra, self.reset, self.rate)
+
+
+@dataclass
+class _DecodeItem:
+    slot: int
+    state: StreamState
+    rate: int
+    intra: bool
+    reset: bool
+    size: tuple[int, int]  # padded (Hp, Wp)
+    unit: Unit
+
+    @property
+    def key(self) -> tuple:
+        return (self.size, self.intra, self.reset, self.rate)
+
+
+def _groups(items: list) -> list[list]:
+    """Items with the same key (padded size, frame type, reset, rate point), in order of first appearance."""
+    groups: dict[tuple, list] = {}
+    for item in items:
+        groups.setdefault(item.key, []).append(item)
+    return list(groups.values())
+
+
+def _chunks(n: int, exact: bool) -> list[slice]:
+    """Slices of a group that run the decoder loop together: one item each when exact, else all at once."""
+    return [slice(i, i + 1) for i in range(n)] if exact else [slice(0, n)]
+
+
+def _rows(parts: Sequence[Tensor]) -> list[Tensor]:
+    """Batch rows of several stacked tensors, in order, each as a batch of one."""
+    return [p[i : i + 1] for p in parts for i in range(len(p))]
+
+
+def _item_feats(feats: Sequence[Tensor], i: int) -> tuple[Tensor, ...]:
+    return tuple(f[i : i + 1] for f in feats)
+
+
+def _stack_feats(per_item: Sequence[tuple[Tensor, ...] | None]) -> list[Tensor] | None:
+    """The previous U-Net features of several streams stacked on the batch axis (None: no temporal fusion)."""
+    if any(f is None for f in per_item):
+        return None
+    return [torch.cat(level) for level in zip(*per_item)]  # type: ignore[misc]
+
+
+def _unwrap(result):
+    if isinstance(result, S2VCError):
+        raise result
+    return result
+
+
+class _StageTimer:
+    def __init__(self, callback: StageCallback, stage: str, batch: int) -> None:
+        self.callback, self.stage, self.batch = callback, stage, batch
+
+    def __enter__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.callback(self.stage, time.perf_counter() - self.start, self.batch)
