@@ -13,6 +13,7 @@ import numpy as np
 from .bitstream import UNIT_OVERHEAD, SequenceParams, StreamReader, StreamWriter, UnitType
 from .codec import Codec
 from .errors import InputError
+from .rate_control import RateController
 from .state import StreamState
 
 Progress = Callable[[int], None]
@@ -65,9 +66,12 @@ class Summary:
 
 def encode_frames(
     codec: Codec, frames: Iterable[np.ndarray], out: BinaryIO, params: SequenceParams, *, rate: int | None = None,
-    progress: Progress | None = None, reconstruct: bool = True,
+    progress: Progress | None = None, reconstruct: bool = True, controller: RateController | None = None,
 ) -> tuple[Summary, list[np.ndarray]]:
-    """Encode ``frames`` into ``out`` (header, units, END). Returns the summary and the reconstructions."""
+    """Encode ``frames`` into ``out`` (header, units, END). Returns the summary and the reconstructions.
+
+    With a ``controller`` the rate point of every frame is its choice (a target bitrate) instead of ``rate``.
+    """
     rate = params.rate if rate is None else rate
     state = codec.new_state(params.width, params.height, rate)
     summary = Summary(width=params.width, height=params.height, fps=params.fps_num / params.fps_den)
@@ -75,8 +79,12 @@ def encode_frames(
     writer = StreamWriter(out, params)
     start = time.perf_counter()
     for frame in frames:
+        if controller is not None:
+            rate = controller.choose(codec.is_intra(state))
         unit, state, recon = codec.encode_frame(state, frame, rate, reconstruct=reconstruct)
         size = writer.write_unit(unit)
+        if controller is not None:
+            controller.update(unit.rate, unit.type == UnitType.I, 8 * size)
         summary.frames += 1
         summary.frame_bytes.append(size)
         summary.frame_types.append(unit.type.name)
