@@ -1,0 +1,68 @@
+"""Deployment files: the compose file, Prometheus config and Grafana provisioning say what they must."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOY = ROOT / "deploy"
+
+
+def _compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_compose_names_services_volumes_and_the_gpu():
+    compose = _compose()
+    services = compose["services"]
+    assert {"s2vc", "prometheus", "grafana", "dcgm-exporter"} <= set(services)
+    server = services["s2vc"]
+    assert server["build"]["dockerfile"] == "deploy/Dockerfile"
+    devices = server["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
+    mounts = {v.split(":")[1] for v in server["volumes"]}
+    assert {"/data", "/engines", "/models"} <= mounts
+    assert any(p.endswith("/udp") for p in server["ports"]), "WebRTC media needs UDP ports"
+    named = {v.split(":")[0] for s in services.values() for v in s.get("volumes", []) if not v.startswith(".")}
+    assert named <= set(compose["volumes"])
+    assert "S2VC_API_KEYS" in server["environment"] and ":?" in server["environment"]["S2VC_API_KEYS"]
+
+
+def test_mounted_files_exist():
+    for service in _compose()["services"].values():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("./deploy"):
+                assert (ROOT / source).exists(), source
+
+
+def test_prometheus_scrapes_the_server():
+    config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert jobs["s2vc"]["metrics_path"] == "/metrics"
+    assert jobs["s2vc"]["static_configs"][0]["targets"] == ["s2vc:8000"]
+
+
+def test_grafana_is_provisioned_with_the_dashboard():
+    datasource = yaml.safe_load((DEPLOY / "grafana/provisioning/datasources/prometheus.yml").read_text())["datasources"][0]
+    assert datasource["type"] == "prometheus" and datasource["url"] == "http://prometheus:9090"
+    dashboard = json.loads((DEPLOY / "grafana/dashboards/s2vc.json").read_text())
+    uids = {t["datasource"]["uid"] for p in dashboard["panels"] for t in p["targets"]}
+    assert uids == {datasource["uid"]}
+    titles = " ".join(p["title"] for p in dashboard["panels"]).lower()
+    for topic in ("sessions", "frames", "dropped", "latency", "batch", "kbps", "errors", "gpu"):
+        assert topic in titles, topic
+
+
+def dashboard_metric_names() -> set[str]:
+    """Every s2vc_ series a dashboard expression reads, as exported (without _bucket/_sum/_count/_total)."""
+    dashboard = json.loads((DEPLOY / "grafana/dashboards/s2vc.json").read_text())
+    names = set()
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            names |= set(re.findall(r"\bs2vc_[a-z0-9_]+", target["expr"]))
+    return names
