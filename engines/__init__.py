@@ -7,6 +7,10 @@ runtime and a third party can add one.
 
     engine = load_engine("onnxruntime", model, device="cpu")
     codec = Codec(engine)
+
+Every engine is an :class:`~engines.base.Engine`: the protocol plus ``name``, ``device``, ``info()`` and
+``warmup(width, height)``. Built in: ``torch`` (:mod:`engines.torch_engine`), ``onnxruntime``
+(:mod:`engines.onnxruntime_engine`), ``tensorrt`` (:mod:`engines.tensorrt_engine`).
 """
 
 from __future__ import annotations
@@ -35,3 +39,8 @@ def load_engine(name: str, model: Any, **options: Any) -> Any:
         if ep.name == name:
             return ep.load()(model, **options)
     raise EngineUnavailableError(f"unknown engine {name!r}; installed engines: {', '.join(engine_names()) or 'none'}")
+
+
+from .base import Engine  # noqa: E402  (after EngineUnavailableError, which the engine modules import from here)
+
+__all__ = ["Engine", "EngineUnavailableError", "engine_names", "load_engine"]

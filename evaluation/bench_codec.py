@@ -1,10 +1,19 @@
-"""Encode/decode speed and peak memory of the step API, per preset and resolution (``make bench``).
+"""Encode/decode speed, per-network latency and peak memory of the step API, per preset, resolution and engine
+(``make bench``).
 
-Runs each configuration in a fresh subprocess so that peak RSS belongs to that configuration alone. Prints a table;
-``--json`` writes the rows too. The ``official`` preset (random weights, ≈ 7.5 GB of RAM) is opt-in with
-``--presets official`` because a CPU needs seconds per frame for it.
+Engines are compared side by side in one run: each variant is ``ENGINE[+FLAG...]`` with the flags ``fp16``,
+``bf16``, ``compile``, ``cudagraphs`` (torch), ``fp16`` and ``spin`` (onnxruntime: spinning worker threads), e.g.
+``torch``, ``torch+compile``, ``torch+fp16+cudagraphs``, ``onnxruntime``, ``tensorrt+fp16``. A variant that cannot
+run here (no GPU, no TensorRT, a compiler failure) gets a row saying why instead of stopping the run.
 
-    python -m evaluation.bench_codec [--presets tiny] [--sizes 320x240,640x480] [--frames 12] [--threads 2]
+Each configuration runs in a fresh subprocess so that peak memory belongs to it alone (engines that export or
+build on first use get a preparation run first, so their export is not in the figure). Timed: median P-frame
+encode and decode (``decode`` includes the output VAE decode), the codec's stage times, and each network alone
+at batch 1 (``--networks``). The ``official`` preset (random weights, ≈ 7.5 GB of fp32) is opt-in.
+
+    python -m evaluation.bench_codec [--presets tiny] [--sizes 320x240,640x480] [--engines torch,onnxruntime]
+    python -m evaluation.bench_codec --presets official --official-sizes 854x480,1280x720,1920x1080 --device cuda \\
+        --official-engines torch,torch+fp16,torch+bf16,torch+fp16+compile,torch+fp16+cudagraphs --networks
 """
 
 from __future__ import annotations
@@ -16,44 +25,139 @@ import subprocess
 import sys
 import time
 
+# torch+compile is opt-in: on a 2-core CPU it compiles for minutes and runs no faster than eager (docs/performance.md)
+DEFAULT_ENGINES = "torch,onnxruntime"
+FLAGS = {"fp16": ("precision", "fp16"), "bf16": ("precision", "bf16"), "compile": ("compile", True),
+         "cudagraphs": ("cuda_graphs", True), "spin": ("spinning", True)}
+EXPORTING = ("onnxruntime", "tensorrt")  # engines that export/build on first use
 
-def run_one(preset: str, width: int, height: int, frames: int, threads: int, device: str) -> dict:
+
+def engine_options(variant: str, threads: int) -> tuple[str, dict]:
+    """``"torch+fp16+compile"`` → ("torch", {"precision": "fp16", "compile": True})."""
+    name, *flags = variant.split("+")
+    options: dict = {"threads": threads} if name == "onnxruntime" else {}
+    for flag in flags:
+        if flag not in FLAGS:
+            raise SystemExit(f"unknown engine flag {flag!r} in {variant!r}; flags: {', '.join(FLAGS)}")
+        key, value = FLAGS[flag]
+        options[key] = value
+    return name, options
+
+
+def _sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def network_latency(engine, device: str, height: int, width: int, repeat: int = 5) -> dict[str, float]:
+    """Median ms of each network alone (batch 1, padded ``height``×``width``, random inputs) through the engine."""
     import numpy as np
     import torch
 
-    from s2vc.codec import Codec
+    from export.specs import SPECS
+
+    out = {}
+    with torch.inference_mode():
+        for name, spec in SPECS.items():
+            inputs = tuple(x.to(device) for x in spec.sample_inputs(engine.preset, 1, height, width))
+            times = []
+            for i in range(repeat + 2):
+                _sync(device)
+                t0 = time.perf_counter()
+                engine.run(name, 0 if spec.per_rate else None, *inputs)
+                _sync(device)
+                if i >= 2:
+                    times.append(time.perf_counter() - t0)
+            out[name] = 1000 * float(np.median(times))
+    return out
+
+
+def run_one(preset: str, width: int, height: int, frames: int, threads: int, device: str, variant: str, networks: bool) -> dict:
+    import numpy as np
+    import torch
+
+    from engines import load_engine
+    from s2vc.codec import Codec, padded_size
     from s2vc.model import build_model
     from s2vc.presets import get_preset
 
     torch.set_num_threads(threads)
-    model = build_model(get_preset(preset), num_rates=1).to(device)
-    codec = Codec(model, device)
+    model = build_model(get_preset(preset), num_rates=1)
+    name, options = engine_options(variant, threads)
+    engine = load_engine(name, model, device=device, **options)
+    codec = Codec(engine, device)
+    stages: dict[str, float] = {}
+    codec.on_stage = lambda stage, seconds, batch: stages.__setitem__(stage, stages.get(stage, 0.0) + seconds)
     rng = np.random.default_rng(0)
     base = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
-    clip = [np.roll(base, 3 * i, axis=1) for i in range(frames + 2)]
+    clip = [np.roll(base, 3 * i, axis=1) for i in range(frames + 3)]
     enc, dec = codec.new_state(width, height), codec.new_state(width, height)
-    # warm-up: the I-frame and one P-frame
-    for frame in clip[:2]:
+    for frame in clip[:3]:  # warm-up: the I-frame, a reset P-frame, a P-frame (every network, compiled/exported)
         unit, enc, _ = codec.encode_frame(enc, frame, reconstruct=False)
         _, dec = codec.decode_frame(dec, unit)
-    enc_times, dec_times, sizes = [], [], []
-    for frame in clip[2:]:
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    stages.clear()
+    enc_times, dec_times = [], []
+    for frame in clip[3:]:
+        _sync(device)
         t0 = time.perf_counter()
         unit, enc, _ = codec.encode_frame(enc, frame, reconstruct=False)
+        _sync(device)
         t1 = time.perf_counter()
         _, dec = codec.decode_frame(dec, unit)
-        t2 = time.perf_counter()
+        _sync(device)
         enc_times.append(t1 - t0)
-        dec_times.append(t2 - t1)
-        sizes.append(len(unit.payload))
+        dec_times.append(time.perf_counter() - t1)
+    row = {"preset": preset, "size": f"{width}x{height}", "device": device, "threads": threads, "engine": variant,
+           "p_frames": frames, "params_m": sum(p.numel() for p in model.parameters()) / 1e6}
+    if not frames:
+        return row
     enc_ms, dec_ms = 1000 * float(np.median(enc_times)), 1000 * float(np.median(dec_times))
-    return {
-        "preset": preset, "size": f"{width}x{height}", "device": device, "threads": threads, "p_frames": frames,
+    row |= {
         "encode_ms": enc_ms, "decode_ms": dec_ms, "encode_fps": 1000 / enc_ms, "decode_fps": 1000 / dec_ms,
         "roundtrip_ms": enc_ms + dec_ms, "roundtrip_fps": 1000 / (enc_ms + dec_ms),
+        "stage_ms": {k: 1000 * v / frames for k, v in stages.items()},  # per encode+decode pair
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+        "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else None,
     }
+    if networks:
+        row["network_ms"] = network_latency(engine, device, *padded_size(height, width))
+    return row
+
+
+def _child(args, preset: str, size: str, variant: str, frames: int) -> dict:
+    cmd = [sys.executable, "-m", "evaluation.bench_codec", "--one", f"{preset}@{size}@{variant}", "--frames", str(frames),
+           "--threads", str(args.threads), "--device", args.device] + (["--networks"] if args.networks else [])
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        reason = (done.stderr.strip().splitlines() or ["failed"])[-1]
+        return {"preset": preset, "size": size, "engine": variant, "error": reason[:160]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def print_tables(rows: list[dict], device: str, threads: int) -> None:
+    print(f"P-frame step API, {device}, {threads} threads, median over the timed P-frames (random weights)")
+    print(f"{'preset':<9}{'size':>10}{'engine':>24}{'enc ms':>9}{'dec ms':>9}{'enc fps':>9}{'dec fps':>9}{'enc+dec ms':>12}"
+          f"{'enc+dec fps':>13}{'peak RSS MB':>13}{'peak GPU MB':>13}")
+    for r in rows:
+        head = f"{r['preset']:<9}{r['size']:>10}{r['engine']:>24}"
+        if "error" in r:
+            print(f"{head}   not run: {r['error']}")
+            continue
+        gpu = f"{r['peak_gpu_mb']:>13.0f}" if r.get("peak_gpu_mb") is not None else f"{'-':>13}"
+        print(f"{head}{r['encode_ms']:>9.1f}{r['decode_ms']:>9.1f}{r['encode_fps']:>9.1f}{r['decode_fps']:>9.1f}"
+              f"{r['roundtrip_ms']:>12.1f}{r['roundtrip_fps']:>13.1f}{r['peak_rss_mb']:>13.0f}{gpu}")
+    timed = [r for r in rows if "network_ms" in r]
+    if timed:
+        print("\nms per network call, batch 1 (stage ms per encode+decode pair below)")
+        print(f"{'network':<24}" + "".join(f"{r['engine'][:15] + ' ' + r['size']:>26}" for r in timed))
+        for name in timed[0]["network_ms"]:
+            print(f"{name:<24}" + "".join(f"{r['network_ms'][name]:>26.2f}" for r in timed))
+        for stage in sorted({s for r in timed for s in r["stage_ms"]}):
+            print(f"{'stage ' + stage:<24}" + "".join(f"{r['stage_ms'].get(stage, 0.0):>26.1f}" for r in timed))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -61,40 +165,35 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--presets", default="tiny,official", help="comma-separated presets (tiny, official)")
     parser.add_argument("--official-sizes", default="128x128", help="sizes for the official preset")
     parser.add_argument("--sizes", default="320x240,640x480", help="comma-separated WIDTHxHEIGHT")
-    parser.add_argument("--frames", type=int, default=12, help="P-frames timed per configuration (after 2 warm-up frames)")
+    parser.add_argument("--engines", default=DEFAULT_ENGINES, help="comma-separated engine variants, ENGINE[+FLAG...]")
+    parser.add_argument("--official-engines", default="torch", help="engine variants for the official preset (exporting it takes ~20 GB of RAM)")
+    parser.add_argument("--frames", type=int, default=12, help="P-frames timed per configuration (after 3 warm-up frames)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--networks", action="store_true", help="also time each network alone")
     parser.add_argument("--json", dest="json_path", help="also write the rows to this JSON file")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.one:  # child process: one configuration
-        preset, size = args.one.split("@")
+        preset, size, variant = args.one.split("@")
         w, h = (int(v) for v in size.split("x"))
-        print(json.dumps(run_one(preset, w, h, args.frames, args.threads, args.device)))
+        print(json.dumps(run_one(preset, w, h, args.frames, args.threads, args.device, variant, args.networks)))
         return
 
     rows = []
     for preset in args.presets.split(","):
         official = preset == "official"
         sizes = (args.official_sizes if official else args.sizes).split(",")
-        frames = min(args.frames, 3) if official else args.frames
+        frames = min(args.frames, 3) if official and args.device == "cpu" else args.frames
         for size in sizes:
-            cmd = [sys.executable, "-m", "evaluation.bench_codec", "--one", f"{preset}@{size}", "--frames", str(frames),
-                   "--threads", str(args.threads), "--device", args.device]
-            print(f"… {preset} {size}", file=sys.stderr, flush=True)
-            done = subprocess.run(cmd, capture_output=True, text=True)
-            if done.returncode != 0:
-                print(done.stderr, file=sys.stderr)
-                raise SystemExit(f"benchmark {preset} {size} failed")
-            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
-
-    header = f"{'preset':<9}{'size':>10}{'frames':>8}{'params M':>10}{'enc ms':>9}{'dec ms':>9}{'enc fps':>9}{'dec fps':>9}{'enc+dec fps':>13}{'peak RSS MB':>13}"
-    print(f"P-frame step API, {args.device}, {args.threads} threads, median over the timed P-frames (random weights)")
-    print(header)
-    for r in rows:
-        print(f"{r['preset']:<9}{r['size']:>10}{r['p_frames']:>8}{r['params_m']:>10.2f}{r['encode_ms']:>9.1f}{r['decode_ms']:>9.1f}"
-              f"{r['encode_fps']:>9.1f}{r['decode_fps']:>9.1f}{r['roundtrip_fps']:>13.1f}{r['peak_rss_mb']:>13.0f}")
+            for variant in (args.official_engines if official else args.engines).split(","):
+                print(f"… {preset} {size} {variant}", file=sys.stderr, flush=True)
+                prepared = {}
+                if variant.split("+")[0] in EXPORTING:  # export/build once, outside the measured process
+                    prepared = _child(args, preset, size, variant, 0)
+                rows.append(prepared if "error" in prepared else _child(args, preset, size, variant, frames))
+    print_tables(rows, args.device, args.threads)
     if args.json_path:
         with open(args.json_path, "w") as f:
             json.dump(rows, f, indent=2)

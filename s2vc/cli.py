@@ -27,6 +27,7 @@ console = Console(stderr=True)
 
 MODEL_HELP = "Model: a checkpoint folder, an S²VC release root (SD_ckpts/, I_ckpts/, P_ckpts/), or a preset name (tiny, official: random weights). Default: the shipped model."
 DEVICE_HELP = "Torch device, e.g. cpu or cuda."
+ENGINE_HELP = "Runtime that executes the networks: torch (the reference), onnxruntime or tensorrt (installed engines plug in by name)."
 
 
 def _progress() -> Progress:
@@ -44,6 +45,20 @@ def _load(model: Optional[str], device: str, rates=None):
     if getattr(m, "untrained", False):
         console.print("[yellow]warning: this model is untrained (random weights); its pictures are not meaningful[/]", soft_wrap=True)
     return m
+
+
+def _engine(m, name: str, device: str):
+    """``m`` run by the engine called ``name``, found through the ``s2vc.engines`` entry points (s2vc never imports
+    a runtime). Without any installed engine, ``torch`` is the model itself."""
+    from importlib.metadata import entry_points
+
+    found = {ep.name: ep for ep in entry_points(group="s2vc.engines")}
+    if name not in found:
+        if name == "torch":
+            return m
+        raise S2VCError(f"unknown engine {name!r}; installed engines: {', '.join(sorted(found)) or 'none'}")
+    with console.status(f"loading the {name} engine"):
+        return found[name].load()(m, device=device)
 
 
 def _fail(exc: Exception) -> None:
@@ -70,6 +85,7 @@ def encode(
     reset_interval: int = typer.Option(32, "--reset-interval", min=1, help="P-frames between context re-anchors (the release uses 32)."),
     intra_period: int = typer.Option(0, "--intra-period", min=0, help="An I-frame every N frames (0: only the first)."),
     device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
+    engine: str = typer.Option("torch", "--engine", help=ENGINE_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
 ) -> None:
     """Encode a video into an .s2vc bitstream; prints frames, bpp, kbps, fps and PSNR."""
@@ -80,7 +96,7 @@ def encode(
     try:
         reader = VideoReader(input, size=parse_size(size) if size else None, fps=fps)
         m = _load(model, device, rates=[rate])
-        codec = Codec(m, device, reset_interval=reset_interval, intra_period=intra_period)
+        codec = Codec(_engine(m, engine, device), device, reset_interval=reset_interval, intra_period=intra_period)
         info = reader.info
         params = codec.sequence_params(info.width, info.height, info.fps, rate)
         total = min(frames, info.frames) if frames and info.frames else (frames or info.frames)
@@ -99,6 +115,7 @@ def decode(
     model: Optional[str] = typer.Option(None, "--model", "-m", help=MODEL_HELP),
     reference: Optional[Path] = typer.Option(None, "--reference", help="The source video, to report PSNR."),
     device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
+    engine: str = typer.Option("torch", "--engine", help=ENGINE_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
 ) -> None:
     """Decode an .s2vc bitstream to a video file or PNG folder."""
@@ -108,7 +125,7 @@ def decode(
 
     try:
         m = _load(model, device)
-        codec = Codec(m, device)
+        codec = Codec(_engine(m, engine, device), device)
         with open(input, "rb") as source:
             params, frames = decode_stream(codec, source)
             refs = VideoReader(reference).frames() if reference else None
@@ -166,6 +183,7 @@ def demo(
     model: Optional[str] = typer.Option(None, "--model", "-m", help=MODEL_HELP),
     output: Path = typer.Option(Path("demo_out"), "--output", "-o", help="Folder for the .s2vc file and the decoded mp4."),
     device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
+    engine: str = typer.Option("torch", "--engine", help=ENGINE_HELP),
 ) -> None:
     """Encode and decode a real clip with the default model; print bpp, kbps, PSNR and fps."""
     from .codec import Codec
@@ -176,7 +194,7 @@ def demo(
         source = input or _bundled_clip()
         reader = VideoReader(source)
         m = _load(model, device, rates=[rate])
-        codec = Codec(m, device)
+        codec = Codec(_engine(m, engine, device), device)
         output.mkdir(parents=True, exist_ok=True)
         stream_path, video_path = output / "demo.s2vc", output / "demo_decoded.mp4"
         originals = list(reader.frames(frames))

@@ -1,0 +1,113 @@
+"""A folder of ONNX graphs exported from one model in one precision; a missing graph is exported on first use.
+
+Layout: ``manifest.json`` (model id, weight hash, preset, precision, opset) and one ``<graph>.onnx`` per graph
+(``<network>[.rN][.WxH].onnx``, see :meth:`export.specs.NetworkSpec.graph_name`), plus ``<graph>.onnx.data``
+for graphs with external weights. A folder made for other weights or another precision is refused, never used.
+The default location is ``$S2VC_CACHE_DIR`` (else ``~/.cache/s2vc``) ``/onnx/<weight hash>/<precision>``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+from typing import Callable, Iterable
+
+from s2vc.errors import ModelMismatchError
+
+from .onnx_export import EXTERNAL_DATA_THRESHOLD, OPSET, check_onnx_precision, export_onnx
+from .specs import SPECS, NetworkSpec
+
+MANIFEST = "manifest.json"
+FORMAT = 1
+TRACE_SIZE = (128, 128)  # (height, width) traced for the graphs with dynamic height/width
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("S2VC_CACHE_DIR") or Path.home() / ".cache" / "s2vc")
+
+
+def default_store_dir(weight_hash: bytes, precision: str) -> Path:
+    return cache_root() / "onnx" / weight_hash.hex() / precision
+
+
+class ExportStore:
+    """Graphs of ``model`` (an :class:`~s2vc.model.S2VCModel`) in ``precision`` under ``root``."""
+
+    def __init__(self, root: str | Path, model, precision: str = "fp32", *, opset: int = OPSET,
+                 external_threshold: int = EXTERNAL_DATA_THRESHOLD) -> None:
+        check_onnx_precision(precision)
+        self.root = Path(root)
+        self.model = model
+        self.precision = precision
+        self.opset = opset
+        self.external_threshold = external_threshold
+        self._lock = threading.Lock()
+        self.manifest = json.loads(json.dumps({  # as it reads back from JSON (lists, not tuples)
+            "format": FORMAT, "model_id": model.model_id, "weight_hash": model.weight_hash.hex(),
+            "preset": model.preset.to_dict(), "precision": precision, "opset": opset,
+        }))
+        self._check_or_write_manifest()
+
+    def _check_or_write_manifest(self) -> None:
+        path = self.root / MANIFEST
+        if path.is_file():
+            found = json.loads(path.read_text())
+            for key in ("format", "weight_hash", "precision", "preset"):
+                if found.get(key) != self.manifest[key]:
+                    theirs, ours = (v.get("name") if key == "preset" else v for v in (found.get(key), self.manifest[key]))
+                    raise ModelMismatchError(
+                        f"{self.root} holds graphs exported with another {key} ({theirs!r}; this model: {ours!r}); "
+                        "export again into an empty folder (s2vc export onnx --out DIR)"
+                    )
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.manifest, indent=2, sort_keys=True))
+
+    def path(self, spec: NetworkSpec, rate: int | None, size: tuple[int, int] | None = None) -> Path:
+        """The graph file of ``spec`` for rate point ``rate`` (and padded (height, width) ``size`` for the specs
+        without dynamic height/width), exported now if missing."""
+        if spec.per_rate and rate is None:
+            raise ValueError(f"{spec.name} has one graph per rate point: give the rate")
+        if not spec.dynamic_hw and size is None:
+            raise ValueError(f"{spec.name} has one graph per frame size: give the padded (height, width)")
+        rate = rate if spec.per_rate else None
+        path = self.root / f"{spec.graph_name(rate, size)}.onnx"
+        if not path.is_file():
+            with self._lock:
+                if not path.is_file():
+                    self._export(spec, rate, size if not spec.dynamic_hw else TRACE_SIZE, path)
+        return path
+
+    def _export(self, spec: NetworkSpec, rate: int | None, size: tuple[int, int], path: Path) -> None:
+        """Export into a scratch folder, then move the weights file and the graph in place (graph last, so a
+        graph file that exists is complete)."""
+        with tempfile.TemporaryDirectory(dir=self.root, prefix=".export-") as tmp:
+            staged = export_onnx(
+                spec, self.model, rate, Path(tmp) / path.name, precision=self.precision, size=size, opset=self.opset,
+                external_threshold=self.external_threshold,
+                metadata={"s2vc.weight_hash": self.manifest["weight_hash"], "s2vc.model_id": self.model.model_id},
+            )
+            data = staged.with_name(staged.name + ".data")
+            if data.is_file():
+                shutil.move(str(data), path.with_name(data.name))
+            os.replace(staged, path)
+
+    def export_all(
+        self, rates: Iterable[int], sizes: Iterable[tuple[int, int]], names: Iterable[str] | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> list[Path]:
+        """Every graph of ``names`` (default: all networks) for ``rates``; per-size graphs for each of ``sizes``."""
+        rates, sizes = list(rates), list(sizes)
+        paths = []
+        for name in names or SPECS:
+            spec = SPECS[name]
+            for rate in rates if spec.per_rate else [None]:
+                for size in sizes if not spec.dynamic_hw else [None]:
+                    paths.append(self.path(spec, rate, size))
+                    if progress is not None:
+                        progress(paths[-1].name)
+        return paths
