@@ -78,7 +78,8 @@ def encode(
     input: Path = typer.Argument(..., help="Input video: mp4/mkv/h264/y4m, raw .yuv (I420) or .rgb with --size, or a folder of PNGs."),
     output: Path = typer.Argument(..., help="Output .s2vc file."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help=MODEL_HELP),
-    rate: int = typer.Option(0, "--rate", "-r", help="Rate point (0 = fewest bits)."),
+    rate: int = typer.Option(0, "--rate", "-r", help="Rate point (0 = fewest bits); with --target-kbps, the one to start at."),
+    target_kbps: Optional[float] = typer.Option(None, "--target-kbps", min=0.001, help="Hold this bitrate by choosing the rate point of every frame (rate control) instead of one fixed --rate."),
     frames: Optional[int] = typer.Option(None, "--frames", "-n", min=1, help="Encode at most this many frames."),
     size: Optional[str] = typer.Option(None, "--size", help="WIDTHxHEIGHT of a raw .yuv/.rgb input."),
     fps: Optional[float] = typer.Option(None, "--fps", help="Frame rate to record (default: the input's, or 25)."),
@@ -91,18 +92,23 @@ def encode(
     """Encode a video into an .s2vc bitstream; prints frames, bpp, kbps, fps and PSNR."""
     from .codec import Codec
     from .pipeline import encode_file
+    from .rate_control import RateController
     from .video_io import VideoReader, parse_size
 
     try:
         reader = VideoReader(input, size=parse_size(size) if size else None, fps=fps)
-        m = _load(model, device, rates=[rate])
+        m = _load(model, device, rates=None if target_kbps else [rate])
         codec = Codec(_engine(m, engine, device), device, reset_interval=reset_interval, intra_period=intra_period)
         info = reader.info
         params = codec.sequence_params(info.width, info.height, info.fps, rate)
+        codec.check_sequence(params)  # a rate point the model lacks is an error before any frame is read
+        controller = RateController(m.num_rates, target_kbps, fps=float(info.fps), rate=rate) if target_kbps else None
         total = min(frames, info.frames) if frames and info.frames else (frames or info.frames)
         with _progress() as bar:
             task = bar.add_task("encoding", total=total, info="")
-            summary, _ = encode_file(codec, reader.frames(frames), output, params, progress=lambda n: bar.update(task, advance=n))
+            summary, _ = encode_file(
+                codec, reader.frames(frames), output, params, controller=controller, progress=lambda n: bar.update(task, advance=n)
+            )
     except S2VCError as exc:
         _fail(exc)
     _report("encoded", summary.as_dict() | {"output": str(output)}, json_out)

@@ -102,3 +102,19 @@ def test_help_explains_commands():
     assert result.exit_code == 0
     for command in ("encode", "decode", "info", "demo"):
         assert command in result.output
+
+
+def test_target_bitrate_switches_rate_points_and_decodes(tmp_path):
+    """--target-kbps far above the top rate point: rate control climbs one rate point per frame."""
+    out = tmp_path / "rc.s2vc"
+    result = invoke("encode", clip("realshort_320x240.mp4"), out, "--frames", "5", "--target-kbps", "100000", "--json")
+    assert result.exit_code == 0, result.output
+    from s2vc.bitstream import StreamReader
+
+    reader = StreamReader(out.read_bytes())
+    rates = [u.rate for u in iter(reader.read_unit, None) if u.type.name in ("I", "P")]
+    assert rates == [0, 1, 2, 3, 3]
+    _, frames = decode_stream(Codec(load_model(None)), out.read_bytes())
+    assert len(list(frames)) == 5
+    result = invoke("encode", clip("realshort_320x240.mp4"), tmp_path / "x.s2vc", "--target-kbps", "0")
+    assert result.exit_code != 0 and "target-kbps" in result.output
