@@ -1,0 +1,5 @@
+"""``python -m server``: the same as ``s2vc serve``."""
+
+from .cli import main
+
+main()

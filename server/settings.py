@@ -1,0 +1,138 @@
+"""Server settings: environment variables with the prefix ``S2VC_``, an optional TOML or JSON file, defaults.
+
+Precedence, highest first: values given in code (``s2vc serve`` flags), environment variables, the config file
+(``--config FILE`` or ``S2VC_CONFIG``), the defaults below. Lists take a comma-separated string in the
+environment (``S2VC_API_KEYS=key1,key2``); ``S2VC_MODELS`` takes JSON (``{"hq": "/models/hq"}``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    JsonConfigSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_MODEL_NAME = "default"
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "s2vc" / "server"
+
+
+class Settings(BaseSettings):
+    """Everything the server reads at start-up. Every limit is named in the 4xx answer of a request that breaks it."""
+
+    model_config = SettingsConfigDict(env_prefix="S2VC_", extra="forbid", validate_default=True)
+
+    # --- network
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+
+    # --- security
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, description="Bearer keys accepted on every /v1 route.")
+    dev_mode: bool = Field(False, description="Serve without API keys (local development only; logged loudly).")
+
+    # --- models and device
+    model: str | None = Field(None, description="The model served as 'default': a checkpoint folder or release root; empty = the shipped model.")
+    models: dict[str, str] = Field(default_factory=dict, description="More models by name, e.g. {\"hq\": \"/models/hq\"}.")
+    engine: str = Field("torch", description="Runtime that executes the networks (engines/: torch, onnxruntime, tensorrt).")
+    device: str = "cpu"
+    threads: int | None = Field(None, ge=1, description="CPU threads for torch (default: torch's choice).")
+    reset_interval: int = Field(32, ge=1, description="P-frames between context re-anchors (as `s2vc encode`).")
+    intra_period: int = Field(0, ge=0, description="An I-frame every N frames; 0 = only the first (as `s2vc encode`).")
+
+    # --- storage
+    data_dir: Path = Field(default_factory=_default_data_dir, description="Uploads, results and the SQLite job table.")
+    job_retention_s: float = Field(7 * 24 * 3600, gt=0, description="Finished jobs and their files are deleted after this long.")
+    job_workers: int = Field(2, ge=1, description="Jobs coded at the same time (their frames share the scheduler's batches).")
+    job_max_attempts: int = Field(3, ge=1, description="A job that was running when the server died this many times fails.")
+
+    # --- sessions and scheduling
+    max_sessions: int = Field(8, ge=1, description="Live stream slots; when full, new streams get 503 + Retry-After.")
+    idle_timeout_s: float = Field(30.0, gt=0, description="A stream with no request for this long is closed.")
+    max_stream_s: float = Field(4 * 3600.0, gt=0, description="Longest life of one stream.")
+    max_batch: int = Field(8, ge=1, description="Most frames coded in one scheduler tick.")
+    batch_wait_ms: float = Field(4.0, ge=0, description="How long a tick waits for more sessions to fill a batch.")
+    inbox_frames: int = Field(2, ge=1, description="Frames a stream may have waiting; a realtime stream drops the oldest beyond this.")
+    max_frame_age_ms: float = Field(1000.0, gt=0, description="A realtime frame that waited longer than this is dropped as stale.")
+
+    # --- limits on requests
+    max_upload_bytes: int = Field(1 << 30, ge=1, description="Largest job upload (multipart body).")
+    max_width: int = Field(3840, ge=1)
+    max_height: int = Field(2160, ge=1)
+    max_frame_pixels: int = Field(1920 * 1088, ge=1, description="Largest width × height of a frame.")
+    max_fps: float = Field(60.0, gt=0)
+    max_job_frames: int = Field(100_000, ge=1, description="Most frames one job may code.")
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, (list, tuple)):
+            return [str(k).strip() for k in value if str(k).strip()]
+        return value
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _empty_model(cls, value: Any) -> Any:
+        return None if value in ("", DEFAULT_MODEL_NAME) else value
+
+    @model_validator(mode="after")
+    def _check(self) -> "Settings":
+        if DEFAULT_MODEL_NAME in self.models:
+            raise ValueError(f"models: the name {DEFAULT_MODEL_NAME!r} is reserved for S2VC_MODEL")
+        short = [k for k in self.api_keys if len(k) < 16]
+        if short:
+            raise ValueError(f"api_keys: {len(short)} key(s) shorter than 16 characters; use long random keys")
+        return self
+
+    @property
+    def model_specs(self) -> dict[str, str | None]:
+        """Served model names → what :func:`s2vc.checkpoint.load_model` resolves (None = the shipped model)."""
+        return {DEFAULT_MODEL_NAME: self.model, **self.models}
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, TomlConfigSettingsSource(settings_cls), JsonConfigSettingsSource(settings_cls)
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Settings from ``overrides`` (None values ignored), the environment and ``config_file`` (or ``S2VC_CONFIG``).
+
+    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` for an unknown file type.
+    """
+    path = config_file or os.environ.get("S2VC_CONFIG")
+    values = {k: v for k, v in overrides.items() if v is not None}
+    if not path:
+        return Settings(**values)
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    suffix = path.suffix.lower()
+    if suffix not in (".toml", ".json"):
+        raise ValueError(f"config file {path}: use a .toml or .json file")
+    source_key = "toml_file" if suffix == ".toml" else "json_file"
+
+    class FileSettings(Settings):
+        model_config = SettingsConfigDict(**{**Settings.model_config, source_key: path})  # type: ignore[typeddict-item]
+
+    return FileSettings(**values)
