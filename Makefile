@@ -14,7 +14,7 @@ help:
 	@echo "make test      run the test suite (CPU, minutes)"
 	@echo "make bench     encode/decode fps and peak memory per preset and resolution"
 	@echo "make serve     start the streaming server (REST, streams, metrics) with the default model (ARGS='--port 8000')"
-	@echo "make bench-server  sustained real-time sessions, frame latency p50/p99, drops and RSS of a local server"
+	@echo "make bench-server  real-time sessions, frame latency p50/p99, drops, RSS (ARGS='--streams 1,2,4 --size 160x120')"
 	@echo "make eval      rate-quality, BD-rate and speed against ffmpeg anchors (EVAL_CLIPS=...)"
 
 install: $(STAMP)

@@ -58,6 +58,8 @@ class Metrics:
                 self.frames.labels(op, frame_type)
             for transport in TRANSPORTS:
                 self.sessions.labels(transport, op)
+            for final in ("done", "failed"):
+                self.jobs.labels(op, final)
         for reason in DROP_REASONS:
             self.dropped.labels(reason)
         for stage in STAGES:

@@ -79,3 +79,13 @@ def test_metrics_page_has_every_name_and_no_per_session_labels(concurrent, clien
     assert metric_value(text, "s2vc_engine_info", engine="torch", model_id="tiny") == 1
     hex_id = re.compile(r"[0-9a-f]{32}")
     assert not [labels for _, labels, _ in metric_samples(text) if any(hex_id.search(v) for v in labels.values())]
+
+
+def test_every_dashboard_series_is_exported(concurrent, client):
+    """Each s2vc_ series a Grafana panel (deploy/grafana/dashboards/s2vc.json) queries is on the live /metrics page."""
+    from .test_deploy import dashboard_metric_names
+
+    exported = {name for name, _, _ in metric_samples(client.metrics_text())}
+    wanted = dashboard_metric_names()
+    assert len(wanted) >= 10
+    assert sorted(wanted - exported) == []
