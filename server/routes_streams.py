@@ -13,7 +13,7 @@ from .limits import check_fps, check_frame_size
 from .runtime import UnknownModelError
 from .sessions import StreamSession, StreamSpec
 from .stream_io import FramesPump, FramesResponse, check_params_fit
-from .wire import MEDIA_TYPE, WireError, frame_bytes
+from s2vc.wire import MEDIA_TYPE, WireError, frame_bytes
 
 router = APIRouter(prefix="/v1/streams", tags=["streams"], dependencies=[Depends(require_key)])
 StreamId = Path(pattern=r"^[0-9a-f]{32}$", description="The id returned by POST /v1/streams")
@@ -36,7 +36,7 @@ FRAMES_BODY = {
                        "64-byte .s2vc file header. Send it chunked to stream.",
         "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
     },
-    "responses": {"200": {"description": "Messages (kind u8, length u32, body) as each frame is coded; see server/wire.py",
+    "responses": {"200": {"description": "Messages (kind u8, length u32, body) as each frame is coded; see s2vc/wire.py",
                           "content": {MEDIA_TYPE: {}}}},
 }
 

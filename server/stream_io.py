@@ -22,7 +22,7 @@ from s2vc.errors import CorruptStreamError, InputError, S2VCError, TruncatedStre
 from .metrics import Metrics
 from .scheduler import Outcome, Scheduler, Work
 from .sessions import SessionManager, StreamSession
-from .wire import MEDIA_TYPE, Kind, frame_from_bytes, frame_to_bytes, pack_json, pack_message
+from s2vc.wire import MEDIA_TYPE, Kind, frame_from_bytes, frame_to_bytes, pack_json, pack_message
 
 log = logging.getLogger("s2vc.server")
 _INPUT_DONE = object()
