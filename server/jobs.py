@@ -22,7 +22,6 @@ import re
 import sqlite3
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -62,10 +61,6 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, created);
 """
-
-
-def new_job_id() -> str:
-    return uuid.uuid4().hex
 
 
 def upload_suffix(filename: str | None) -> str:

@@ -14,7 +14,8 @@ from s2vc.video_io import VideoReader, parse_size
 
 from .auth import require_key
 from .job_runner import check_video_size
-from .jobs import JobStore, new_job_id, upload_suffix
+from .ids import new_id
+from .jobs import JobStore, upload_suffix
 from .limits import limit_text
 from .settings import DEFAULT_MODEL_NAME, Settings
 
@@ -95,7 +96,7 @@ def submit_job(
     except S2VCError as exc:
         raise HTTPException(422, str(exc)) from None
     store = _store(request)
-    job_id = new_job_id()
+    job_id = new_id(request.headers, settings.router_id_header, lambda i: store.get(i) is not None)
     suffix = ".s2vc" if operation == "decode" else upload_suffix(file.filename)
     path, nbytes = store.save_upload(job_id, file.file, suffix)
     state.metrics.bytes_in.labels("job").inc(nbytes)

@@ -63,7 +63,7 @@ def open_stream(spec: StreamSpec, request: Request) -> dict:
         frame_bytes(spec.pixel_format, spec.width, spec.height)
     except WireError as exc:
         raise HTTPException(422, str(exc)) from None
-    session = state.sessions.open(spec, served)
+    session = state.sessions.open(spec, served, request.headers)
     return session.describe()
 
 

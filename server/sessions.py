@@ -10,15 +10,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import secrets
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from typing import Callable, Literal, Mapping
 
 from fastapi import HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
+from .ids import new_id
 from .metrics import Metrics
 from .runtime import ServedModel
 from .scheduler import LIVE, Lane, Outcome, Scheduler
@@ -80,14 +80,15 @@ class SessionManager:
         self.sessions: dict[str, StreamSession] = {}
         self._gone: OrderedDict[str, str] = OrderedDict()
 
-    def open(self, spec: StreamSpec, served: ServedModel) -> StreamSession:
+    def open(self, spec: StreamSpec, served: ServedModel, headers: Mapping[str, str] | None = None) -> StreamSession:
         if len(self.sessions) >= self.settings.max_sessions:
             self.metrics.sessions_rejected.inc()
             raise HTTPException(
                 503, f"all {self.settings.max_sessions} stream slots are taken (limit max_sessions, S2VC_MAX_SESSIONS); retry later",
                 headers={"Retry-After": str(self.retry_after())},
             )
-        session = StreamSession(secrets.token_hex(16), spec, served)
+        session_id = new_id(headers, self.settings.router_id_header, lambda i: i in self.sessions or i in self._gone)
+        session = StreamSession(session_id, spec, served)
         state = served.codec.new_state(spec.width, spec.height, spec.rate)
         session.lane = self.scheduler.open_lane(served, spec.mode, state, session.deliver, priority=LIVE, realtime=spec.realtime)
         self.sessions[session.id] = session

@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     reset_interval: int = Field(32, ge=1, description="P-frames between context re-anchors (as `s2vc encode`).")
     intra_period: int = Field(0, ge=0, description="An I-frame every N frames; 0 = only the first (as `s2vc encode`).")
 
+    router_id_header: str | None = Field(
+        None, description="Adopt new stream and job ids from this header set by a trusted router (deploy/k8s: X-Request-ID), "
+        "so that consistent hashing on the id reaches this replica again. Leave unset without such a router.",
+    )
+
     # --- storage
     data_dir: Path = Field(default_factory=_default_data_dir, description="Uploads, results and the SQLite job table.")
     job_retention_s: float = Field(7 * 24 * 3600, gt=0, description="Finished jobs and their files are deleted after this long.")

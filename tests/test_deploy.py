@@ -66,3 +66,25 @@ def dashboard_metric_names() -> set[str]:
         for target in panel["targets"]:
             names |= set(re.findall(r"\bs2vc_[a-z0-9_]+", target["expr"]))
     return names
+
+
+def _k8s(name: str) -> list[dict]:
+    return [d for d in yaml.safe_load_all((DEPLOY / "k8s" / name).read_text()) if d]
+
+
+def test_k8s_replicas_are_ready_checked_and_routed_by_consistent_hashing():
+    docs = {(d["kind"], d["metadata"]["name"]): d for f in ("s2vc.yaml", "router.yaml", "secret.example.yaml") for d in _k8s(f)}
+    sts = docs[("StatefulSet", "s2vc")]
+    container = sts["spec"]["template"]["spec"]["containers"][0]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    env = {e["name"]: e for e in container["env"]}
+    header = env["S2VC_ROUTER_ID_HEADER"]["value"]
+    assert env["S2VC_API_KEYS"]["valueFrom"]["secretKeyRef"]["name"] in {name for kind, name in docs if kind == "Secret"}
+    assert sts["spec"]["serviceName"] in {name for kind, name in docs if kind == "Service"}
+    nginx = docs[("ConfigMap", "s2vc-router")]["data"]["default.conf"]
+    assert "hash $s2vc_affinity consistent;" in nginx
+    assert f"proxy_set_header {header} $request_id;" in nginx
+    servers = re.findall(r"server (s2vc-(\d+))\.s2vc-headless:8000", nginx)
+    assert [int(i) for _, i in servers] == list(range(sts["spec"]["replicas"])), "router server list must match replicas"
+    assert re.search(r"\(\?:streams\|jobs\|webrtc\)/\(\?<id>\[0-9a-f\]\{32\}\)", nginx)
