@@ -232,7 +232,7 @@ class Codec:
             unit_type, flags, checks = UnitType.I, 0, [0] * n
         else:
             contexts = []
-            for item in group:  # the context is decoder-side: one item at a time in exact mode
+            for item in group:  # the context runs one stream at a time, in the encoder and the decoder alike
                 contexts.append(self._run("networks", 1, nets.inter.context, item.state.ref_frame, item.state.ref_feature, first.reset))
             ctx_all = torch.cat([c for c, _ in contexts])
             with self._stage("networks", n):
