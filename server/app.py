@@ -7,9 +7,11 @@ import asyncio
 import contextlib
 import logging
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from s2vc.errors import S2VCError
@@ -21,15 +23,19 @@ from .limits import UploadLimitMiddleware
 from .metrics import Metrics, RequestMetricsMiddleware
 from .routes_jobs import router as jobs_router
 from .routes_streams import router as streams_router
+from .routes_webrtc import router as webrtc_router
 from .runtime import Runtime
 from .scheduler import Scheduler
 from .sessions import SessionManager
 from .settings import Settings, load_settings
+from .webrtc.manager import CallManager
 
 log = logging.getLogger("s2vc.server")
+WEB_DIR = Path(__file__).resolve().parents[1] / "clients" / "web"  # the browser call page (static files)
 
 DESCRIPTION = """S²VC streaming server. REST jobs (`/v1/jobs`) code whole files and survive restarts; streams
-(`/v1/streams`) code raw frames to bitstream units (and back) as they arrive, batched across sessions.
+(`/v1/streams`) code raw frames to bitstream units (and back) as they arrive, batched across sessions; WebRTC calls
+(`/v1/webrtc`) code a camera live (docs/webrtc.md). The browser call page is at `/`.
 Every `/v1` route needs `Authorization: Bearer <API key>`."""
 
 
@@ -48,15 +54,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state.scheduler.start()
         state.runner = JobRunner(state.jobs, state.scheduler, state.runtime, settings, metrics)
         state.runner.start()
-        state.sessions = SessionManager(settings, state.scheduler, metrics)
-        reaper = asyncio.create_task(state.sessions.reap_forever())
+        state.calls = CallManager(settings, state.runtime, state.scheduler, metrics)
+        state.sessions = SessionManager(settings, state.scheduler, metrics, other_slots=lambda: len(state.calls.calls))
+        state.calls.other_slots = lambda: len(state.sessions.sessions)
+        reapers = [asyncio.create_task(state.sessions.reap_forever()), asyncio.create_task(state.calls.reap_forever())]
         log.info("serving; data directory %s; jobs %s", settings.data_dir, state.jobs.counts() or "none")
         try:
             yield
         finally:
-            reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reaper
+            for reaper in reapers:
+                reaper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reaper
+            await state.calls.close_all()
             state.sessions.close_all()
             state.runner.stop()
             await asyncio.to_thread(state.scheduler.stop)
@@ -67,12 +77,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.include_router(jobs_router)
     app.include_router(streams_router)
+    app.include_router(webrtc_router)
+    app.mount("/web", StaticFiles(directory=WEB_DIR), name="web")
     app.add_middleware(UploadLimitMiddleware, settings=settings, paths=("/v1/jobs",))
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
 
     @app.exception_handler(S2VCError)
     async def codec_error(request: Request, exc: S2VCError) -> JSONResponse:
         return JSONResponse({"detail": f"{type(exc).__name__}: {exc}"}, status_code=400)
+
+    @app.get("/", include_in_schema=False)
+    def call_page() -> FileResponse:
+        return FileResponse(WEB_DIR / "index.html")
 
     @app.get("/v2/health/live", tags=["health"], summary="The process is up (503 when its engines failed to load)")
     def live(request: Request) -> JSONResponse:

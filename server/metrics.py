@@ -15,7 +15,8 @@ REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64)
 BPP_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 OPS = ("encode", "decode")
-TRANSPORTS = ("stream", "job")
+TRANSPORTS = ("stream", "job", "webrtc")
+CALL_MODES = ("preview", "bitstream")
 DROP_REASONS = ("inbox_full", "stale", "error", "cancelled", "shutdown")
 STAGES = ("queue", "codec", "networks", "unet", "vae", "entropy")
 
@@ -31,6 +32,7 @@ class Metrics:
             ["route", "method"], buckets=REQUEST_BUCKETS, registry=registry,
         )
         self.sessions = Gauge("s2vc_sessions_active", "Open sessions by transport (stream, job) and mode (encode, decode)", ["transport", "mode"], registry=registry)
+        self.calls = Gauge("s2vc_webrtc_calls", "Open WebRTC calls by mode (preview, bitstream)", ["mode"], registry=registry)
         self.sessions_rejected = Counter("s2vc_sessions_rejected", "Sessions refused because every slot was taken", registry=registry)
         self.sessions_closed = Counter("s2vc_sessions_closed", "Sessions closed, by reason (client, end, idle, duration, shutdown)", ["reason"], registry=registry)
         self.frames = Counter("s2vc_frames", "Frames coded by operation (encode, decode) and frame type (I, P)", ["op", "type"], registry=registry)
@@ -60,6 +62,8 @@ class Metrics:
                 self.sessions.labels(transport, op)
             for final in ("done", "failed"):
                 self.jobs.labels(op, final)
+        for mode in CALL_MODES:
+            self.calls.labels(mode)
         for reason in DROP_REASONS:
             self.dropped.labels(reason)
         for stage in STAGES:

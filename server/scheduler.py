@@ -45,12 +45,14 @@ class Work:
     seq: int
     payload: np.ndarray | Unit
     force_intra: bool = False
+    rate: int | None = None  # encode: the rate point of this frame (None = the stream's current one)
     enqueued: float = field(default_factory=time.monotonic)
 
 
 @dataclass
 class Outcome:
-    """What became of one :class:`Work`: ``unit`` (encode) or ``frame`` (decode), or a drop reason, or an error."""
+    """What became of one :class:`Work`: ``unit`` (encode) or ``frame`` (decode; encode on a ``reconstruct`` lane:
+    the decoder's picture), or a drop reason, or an error."""
 
     seq: int
     kind: Literal["coded", "dropped", "error"]
@@ -68,14 +70,15 @@ class Lane:
     _ids = itertools.count()
 
     def __init__(self, served: ServedModel, op: Op, state: StreamState, deliver: Callable[[Outcome], None], *,
-                 priority: int, realtime: bool, capacity: int, max_age_s: float, exact: bool, transport: str) -> None:
+                 priority: int, realtime: bool, capacity: int, max_age_s: float, exact: bool, reconstruct: bool, transport: str) -> None:
         self.id = next(self._ids)
         self.served, self.op, self.state, self.deliver = served, op, state, deliver
         self.priority, self.realtime, self.capacity, self.max_age_s, self.exact = priority, realtime, capacity, max_age_s, exact
+        self.reconstruct = reconstruct and op == "encode"
         self.transport = transport
         self.inbox: deque[Work] = deque()
         self.closed = False
-        self.key = (served.name, op, padded_size(state.height, state.width), exact)
+        self.key = (served.name, op, padded_size(state.height, state.width), exact, self.reconstruct)
 
     @property
     def pixels(self) -> int:
@@ -113,10 +116,14 @@ class Scheduler:
 
     # ------------------------------------------------------------------ lanes
     def open_lane(self, served: ServedModel, op: Op, state: StreamState, deliver: Callable[[Outcome], None], *,
-                  priority: int = LIVE, realtime: bool = True, exact: bool = True, transport: str = "stream") -> Lane:
+                  priority: int = LIVE, realtime: bool = True, exact: bool = True, reconstruct: bool = False,
+                  capacity: int | None = None, transport: str = "stream") -> Lane:
+        """A new lane. ``reconstruct``: encode outcomes carry the decoder's picture too; ``capacity``: inbox size
+        (default ``inbox_frames``; 1 keeps only the newest frame of a realtime lane)."""
         s = self.settings
         lane = Lane(served, op, state, deliver, priority=priority, realtime=realtime and op == "encode",
-                    capacity=s.inbox_frames, max_age_s=s.max_frame_age_ms / 1000, exact=exact, transport=transport)
+                    capacity=capacity or s.inbox_frames, max_age_s=s.max_frame_age_ms / 1000, exact=exact,
+                    reconstruct=reconstruct, transport=transport)
         with self._cond:
             self._lanes[lane.id] = lane
         self.metrics.sessions.labels(transport, op).inc()
@@ -215,7 +222,8 @@ class Scheduler:
         try:
             if op == "encode":
                 intra = [work.force_intra for _, work in batch]
-                results = codec.encode_batch(states, payloads, force_intra=intra, reconstruct=False, exact=first.exact)
+                rates = [work.rate for _, work in batch]
+                results = codec.encode_batch(states, payloads, rates, force_intra=intra, reconstruct=first.reconstruct, exact=first.exact)
             else:
                 results = codec.decode_batch(states, payloads, exact=first.exact)
         except Exception as exc:  # a bug or the device failing: every item of the batch gets the error, the thread goes on
@@ -235,8 +243,8 @@ class Scheduler:
             self.metrics.dropped.labels("error").inc()
             return Outcome(work.seq, "error", error=result, queue_s=queue_s, batch=n)
         if lane.op == "encode":
-            unit, state, _ = result
-            outcome = Outcome(work.seq, "coded", unit=unit, queue_s=queue_s, batch=n)
+            unit, state, recon = result
+            outcome = Outcome(work.seq, "coded", unit=unit, frame=recon, queue_s=queue_s, batch=n)
         else:
             frame, state = result
             unit = work.payload  # type: ignore[assignment]

@@ -75,16 +75,17 @@ class StreamSession:
 
 
 class SessionManager:
-    def __init__(self, settings: Settings, scheduler: Scheduler, metrics: Metrics) -> None:
+    def __init__(self, settings: Settings, scheduler: Scheduler, metrics: Metrics, other_slots: Callable[[], int] = lambda: 0) -> None:
         self.settings, self.scheduler, self.metrics = settings, scheduler, metrics
+        self.other_slots = other_slots  # slots held by WebRTC calls
         self.sessions: dict[str, StreamSession] = {}
         self._gone: OrderedDict[str, str] = OrderedDict()
 
     def open(self, spec: StreamSpec, served: ServedModel, headers: Mapping[str, str] | None = None) -> StreamSession:
-        if len(self.sessions) >= self.settings.max_sessions:
+        if len(self.sessions) + self.other_slots() >= self.settings.max_sessions:
             self.metrics.sessions_rejected.inc()
             raise HTTPException(
-                503, f"all {self.settings.max_sessions} stream slots are taken (limit max_sessions, S2VC_MAX_SESSIONS); retry later",
+                503, f"all {self.settings.max_sessions} session slots are taken (limit max_sessions, S2VC_MAX_SESSIONS); retry later",
                 headers={"Retry-After": str(self.retry_after())},
             )
         session_id = new_id(headers, self.settings.router_id_header, lambda i: i in self.sessions or i in self._gone)

@@ -7,6 +7,7 @@ environment (``S2VC_API_KEYS=key1,key2``); ``S2VC_MODELS`` takes JSON (``{"hq": 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -57,6 +58,18 @@ class Settings(BaseSettings):
         "so that consistent hashing on the id reaches this replica again. Leave unset without such a router.",
     )
 
+    # --- WebRTC calls (docs/webrtc.md)
+    webrtc_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Gather ICE host candidates only on these addresses and ignore remote candidates "
+        "elsewhere (e.g. 127.0.0.1 for local use and tests); empty = every interface, as aiortc does.",
+    )
+    webrtc_ice_servers: list[dict[str, Any]] = Field(
+        default_factory=list, description='STUN/TURN servers for the server\'s peer connections, as JSON: '
+        '[{"urls": "turn:host:3478", "username": "u", "credential": "p"}]. None by default.',
+    )
+    webrtc_connect_timeout_s: float = Field(30.0, gt=0, description="A call whose peer connection is not up after this long is closed.")
+    webrtc_max_message_bytes: int = Field(1 << 20, ge=1024, description="Largest data-channel message a peer may send (units, control).")
+
     # --- storage
     data_dir: Path = Field(default_factory=_default_data_dir, description="Uploads, results and the SQLite job table.")
     job_retention_s: float = Field(7 * 24 * 3600, gt=0, description="Finished jobs and their files are deleted after this long.")
@@ -87,6 +100,21 @@ class Settings(BaseSettings):
             value = value.split(",")
         if isinstance(value, (list, tuple)):
             return [str(k).strip() for k in value if str(k).strip()]
+        return value
+
+    @field_validator("webrtc_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, (list, tuple)):
+            hosts = [str(h).strip() for h in value if str(h).strip()]
+            for host in hosts:
+                try:
+                    ipaddress.ip_address(host)
+                except ValueError:
+                    raise ValueError(f"webrtc_hosts: {host!r} is not an IP address") from None
+            return hosts
         return value
 
     @field_validator("model", mode="before")

@@ -1,0 +1,146 @@
+"""The calls of a server: signalling (offer → answer), slots, rooms, and hanging up on every path (DELETE, bye,
+a failed or closed connection, a connection that never comes up, the duration limit, shutdown)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from fastapi import HTTPException
+
+from ..ids import new_id
+from ..metrics import Metrics
+from ..runtime import Runtime, UnknownModelError
+from ..scheduler import Scheduler
+from ..settings import Settings
+from .calls import Call, OfferSpec
+from .media import PictureTrack
+from .network import filter_candidates, restrict_host_addresses, rtc_configuration
+from .rooms import Room
+
+log = logging.getLogger("s2vc.server")
+TOMBSTONES = 4096
+
+
+class CallManager:
+    def __init__(self, settings: Settings, runtime: Runtime, scheduler: Scheduler, metrics: Metrics,
+                 other_slots: Callable[[], int] = lambda: 0) -> None:
+        self.settings, self.runtime, self.scheduler, self.metrics = settings, runtime, scheduler, metrics
+        self.other_slots = other_slots  # slots held by /v1/streams sessions
+        self.configuration = rtc_configuration(settings.webrtc_ice_servers)
+        restrict_host_addresses(settings.webrtc_hosts)
+        self.calls: dict[str, Call] = {}
+        self.rooms: dict[str, Room] = {}
+        self._gone: OrderedDict[str, str] = OrderedDict()
+
+    # ------------------------------------------------------------------ signalling
+    async def answer(self, spec: OfferSpec, headers: Mapping[str, str] | None = None) -> tuple[Call, RTCSessionDescription]:
+        s = self.settings
+        if not self.runtime.ready.is_set():
+            raise HTTPException(503, "the engines are still loading; retry shortly", headers={"Retry-After": "5"})
+        try:
+            served = self.runtime.get(spec.model)
+        except UnknownModelError as exc:
+            raise HTTPException(404, str(exc)) from None
+        if spec.rate >= served.num_rates:
+            raise HTTPException(422, f"rate point {spec.rate} is outside 0..{served.num_rates - 1} of model {spec.model!r}")
+        if spec.fps > s.max_fps:
+            raise HTTPException(422, f"fps {spec.fps:g} exceeds the limit max_fps={s.max_fps:g} (S2VC_MAX_FPS)")
+        if spec.room is None and spec.role == "subscriber":
+            raise HTTPException(422, "role 'subscriber' needs a room")
+        room = self.rooms.get(spec.room) if spec.room else None
+        if room is not None and spec.role == "publisher" and room.publisher is not None:
+            raise HTTPException(409, f"room {spec.room!r} already has a publisher")
+        if room is not None and room.served.name != served.name:
+            raise HTTPException(409, f"room {spec.room!r} uses model {room.served.name!r}")
+        if len(self.calls) + self.other_slots() >= s.max_sessions:
+            self.metrics.sessions_rejected.inc()
+            raise HTTPException(503, f"all {s.max_sessions} session slots are taken (limit max_sessions, S2VC_MAX_SESSIONS); retry later",
+                                headers={"Retry-After": "5"})
+        sdp = filter_candidates(spec.sdp, s.webrtc_hosts)
+        call_id = new_id(headers, s.router_id_header, lambda i: i in self.calls or i in self._gone)
+        pc = RTCPeerConnection(self.configuration)
+        call = Call(self, call_id, spec, served, pc)
+        self.calls[call_id] = call
+        self.metrics.calls.labels(spec.mode).inc()
+        pc.on("track", call.on_track)
+        pc.on("datachannel", call.on_datachannel)
+
+        @pc.on("connectionstatechange")
+        async def _state() -> None:
+            if pc.connectionState in ("failed", "closed"):
+                await self.close(call, "failed" if pc.connectionState == "failed" else "client", f"peer connection {pc.connectionState}")
+
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            if pc.sctp is None:
+                raise HTTPException(422, f"the offer has no data channel: create the {call.channel_label!r} channel before the offer")
+            if call.shows_pictures:
+                if not any(t.kind == "video" for t in pc.getTransceivers()):
+                    raise HTTPException(422, "a preview call's offer needs a video m-line (send a camera, or a recvonly video transceiver)")
+                call.out_track = PictureTrack()
+                pc.addTrack(call.out_track)
+            answer = await pc.createAnswer()
+            await pc.setLocalDescription(answer)
+        except HTTPException:
+            await self.close(call, "error", "the offer was refused")
+            raise
+        except Exception as exc:  # a malformed SDP: aiortc raises ValueError and friends
+            await self.close(call, "error", f"bad offer: {exc}")
+            raise HTTPException(400, f"the SDP offer could not be used: {type(exc).__name__}: {exc}") from None
+        if spec.room:
+            room = self.rooms.get(spec.room) or self.rooms.setdefault(spec.room, Room(spec.room, served, self.scheduler, asyncio.get_running_loop()))
+            call.room = room
+            room.join(call)
+        call._spawn(self._connect_deadline(call))
+        log.info("call %s: %s %s%s", call_id, spec.mode, spec.role, f" in room {spec.room}" if spec.room else "")
+        return call, pc.localDescription
+
+    async def _connect_deadline(self, call: Call) -> None:
+        await asyncio.sleep(self.settings.webrtc_connect_timeout_s)
+        if call.pc.connectionState != "connected":
+            await self.close(call, "failed", f"the peer connection did not come up within webrtc_connect_timeout_s={self.settings.webrtc_connect_timeout_s:g}")
+
+    # ------------------------------------------------------------------ lookup and hang-up
+    def get(self, call_id: str) -> Call:
+        call = self.calls.get(call_id)
+        if call is not None:
+            return call
+        if call_id in self._gone:
+            raise HTTPException(410, f"call {call_id} has ended: {self._gone[call_id]}")
+        raise HTTPException(404, f"no call {call_id}")
+
+    async def close(self, call: Call, reason: str, detail: str) -> None:
+        if call.closed:
+            return
+        call.closed = detail
+        self.calls.pop(call.id, None)
+        self._gone[call.id] = detail
+        while len(self._gone) > TOMBSTONES:
+            self._gone.popitem(last=False)
+        if call.room is not None:
+            call.room.leave(call)
+            if call.room.empty:
+                self.rooms.pop(call.room.name, None)
+        self.metrics.calls.labels(call.spec.mode).dec()
+        self.metrics.sessions_closed.labels(reason).inc()
+        log.info("call %s ended: %s", call.id, detail)
+        await call.shutdown()
+
+    async def close_all(self) -> None:
+        await asyncio.gather(*(self.close(c, "shutdown", "the server is shutting down") for c in list(self.calls.values())))
+
+    async def reap_forever(self) -> None:
+        """Ends calls that reached ``max_stream_s``."""
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            for call in list(self.calls.values()):
+                if now - call.created > self.settings.max_stream_s:
+                    with contextlib.suppress(Exception):
+                        await self.close(call, "duration", f"reached the duration limit max_stream_s={self.settings.max_stream_s:g} (S2VC_MAX_STREAM_S)")
