@@ -251,3 +251,32 @@ def test_bad_offers_and_messages_get_clear_errors(server, frames):
     assert any("JSON" in e for e in peer.errors) and any("outside" in e for e in peer.errors)
     assert any("does not send units" in e for e in peer.errors)
     assert api(server, "GET", "/v2/health/ready").status_code == 200
+
+
+def test_client_cli_streams_jobs_and_calls(server, frames, tmp_path):
+    import subprocess
+    import sys
+
+    from .test_server_common import local_decode, write_video
+
+    video = write_video(tmp_path / "in.y4m", frames[:6], fps=10)
+    env = {"S2VC_URL": server.url, "S2VC_API_KEY": KEY, "S2VC_WEBRTC_HOSTS": "127.0.0.1"}
+
+    def client(*args: str) -> subprocess.CompletedProcess:
+        import os
+
+        done = subprocess.run([sys.executable, "-m", "clients", *args], capture_output=True, text=True, timeout=300, env={**os.environ, **env})
+        assert done.returncode == 0, done.stderr
+        return done
+
+    client("stream", str(video), "-o", str(tmp_path / "streamed.s2vc"))
+    client("job", "encode", str(video), "-o", str(tmp_path / "job.s2vc"))
+    assert len(local_decode((tmp_path / "streamed.s2vc").read_bytes())) == 6
+    assert len(local_decode((tmp_path / "job.s2vc").read_bytes())) == 6
+
+    done = client("call", "--publish", str(video), "--seconds", "4", "-o", str(tmp_path / "call.y4m"), "--units", str(tmp_path / "call.s2vc"),
+                  "--max-width", str(SIZE[0]), "--max-height", str(SIZE[1]))
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["frames"] >= 3 and not summary["errors"], summary
+    assert len(local_decode((tmp_path / "call.s2vc").read_bytes())) == summary["frames"]
+

@@ -34,6 +34,8 @@ class CallManager:
         self.other_slots = other_slots  # slots held by /v1/streams sessions
         self.configuration = rtc_configuration(settings.webrtc_ice_servers)
         restrict_host_addresses(settings.webrtc_hosts)
+        if settings.webrtc_hosts:
+            log.info("WebRTC host candidates restricted to %s", ", ".join(settings.webrtc_hosts))
         self.calls: dict[str, Call] = {}
         self.rooms: dict[str, Room] = {}
         self._gone: OrderedDict[str, str] = OrderedDict()

@@ -1,7 +1,8 @@
 """ICE configuration: which local addresses the server offers, which remote candidates it accepts, STUN/TURN.
 
 aioice gathers host candidates on every interface except loopback. ``S2VC_WEBRTC_HOSTS`` replaces that list
-(loopback included when named) for every peer connection of the process, and :func:`filter_candidates` drops
+(loopback included when named) for every peer connection of the process
+(:func:`s2vc.call_protocol.restrict_host_addresses`, which native peers use too), and :func:`filter_candidates` drops
 the remote candidates outside it from an offer, so no connectivity check ever leaves those addresses.
 """
 
@@ -12,24 +13,13 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-import aioice.ice
 from aiortc import RTCConfiguration, RTCIceServer
 
+from s2vc.call_protocol import restrict_host_addresses
+
+__all__ = ["filter_candidates", "restrict_host_addresses", "rtc_configuration"]
+
 log = logging.getLogger("s2vc.server")
-
-
-def restrict_host_addresses(hosts: Sequence[str]) -> None:
-    """Make aioice gather host candidates on ``hosts`` only (process-wide; empty = aioice's own choice)."""
-    if not hosts:
-        return
-    v4 = [h for h in hosts if ipaddress.ip_address(h).version == 4]
-    v6 = [h for h in hosts if ipaddress.ip_address(h).version == 6]
-
-    def host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
-        return (v4 if use_ipv4 else []) + (v6 if use_ipv6 else [])
-
-    aioice.ice.get_host_addresses = host_addresses
-    log.info("WebRTC host candidates restricted to %s", ", ".join(hosts))
 
 
 def filter_candidates(sdp: str, hosts: Sequence[str]) -> str:
