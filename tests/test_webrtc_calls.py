@@ -280,3 +280,23 @@ def test_client_cli_streams_jobs_and_calls(server, frames, tmp_path):
     assert summary["frames"] >= 3 and not summary["errors"], summary
     assert len(local_decode((tmp_path / "call.s2vc").read_bytes())) == summary["frames"]
 
+
+
+def test_rate_control_in_a_call_holds_the_target(server, codec, frames):
+    """A bitstream call with target_kbps on real footage: the units' bitrate at the call's frame rate stays near it."""
+    fps, target = 10.0, 12.0
+
+    async def call():
+        peer = CallPeer(server.url, KEY)
+        await peer.join(mode="bitstream", source=FramesTrack(frames, fps=fps), fps=fps, target_kbps=target, max_width=SIZE[0], max_height=SIZE[1])
+        await peer.wait_for(lambda: len(peer.stats) >= 40, 120)
+        await peer.hang_up()
+        return peer
+
+    peer = run(call())
+    p_stats = [s for s in peer.stats if s["unit"] == "P"][5:]  # after the I-frame's payback
+    kbps = sum(s["bytes"] for s in p_stats) * 8 * fps / 1000 / len(p_stats)
+    rates = {s["rate"] for s in peer.stats}
+    print(f"target {target} kbps at {fps:g} fps: held {kbps:.1f} kbps over {len(p_stats)} P-frames, rate points {sorted(rates)}")
+    assert len(rates) >= 2  # it switched between rate points to meet the target
+    assert abs(kbps - target) / target < 0.25
