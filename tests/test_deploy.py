@@ -26,7 +26,10 @@ def test_compose_names_services_volumes_and_the_gpu():
     assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
     mounts = {v.split(":")[1] for v in server["volumes"]}
     assert {"/data", "/engines", "/models"} <= mounts
-    assert any(p.endswith("/udp") for p in server["ports"]), "WebRTC media needs UDP ports"
+    udp = [p for p in server["ports"] if p.endswith("/udp")]
+    assert udp, "WebRTC media needs UDP ports"
+    low, high = server["sysctls"]["net.ipv4.ip_local_port_range"].split()
+    assert udp[0].split(":")[0] == f"{low}-{high}", "ICE's ephemeral ports must be the mapped UDP range"
     named = {v.split(":")[0] for s in services.values() for v in s.get("volumes", []) if not v.startswith(".")}
     assert named <= set(compose["volumes"])
     assert "S2VC_API_KEYS" in server["environment"] and ":?" in server["environment"]["S2VC_API_KEYS"]
