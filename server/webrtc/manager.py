@@ -20,7 +20,7 @@ from ..scheduler import Scheduler
 from ..settings import Settings
 from .calls import Call, OfferSpec
 from .media import PictureTrack
-from .network import filter_candidates, restrict_host_addresses, rtc_configuration
+from .network import filter_candidates, refuse_checks_from_elsewhere, restrict_host_addresses, rtc_configuration
 from .rooms import Room
 
 log = logging.getLogger("s2vc.server")
@@ -34,6 +34,7 @@ class CallManager:
         self.other_slots = other_slots  # slots held by /v1/streams sessions
         self.configuration = rtc_configuration(settings.webrtc_ice_servers)
         restrict_host_addresses(settings.webrtc_hosts)
+        refuse_checks_from_elsewhere(settings.webrtc_hosts)
         if settings.webrtc_hosts:
             log.info("WebRTC host candidates restricted to %s", ", ".join(settings.webrtc_hosts))
         self.calls: dict[str, Call] = {}
