@@ -1,4 +1,4 @@
-"""Ids of streams and jobs: made on the server side, never taken from a client.
+"""Ids of streams, calls and jobs: made on the server side, never taken from a client.
 
 Behind a router that hashes the id in the path to pick a replica (``deploy/k8s``), a new stream or job must get
 an id that hashes to the replica it was created on. The router therefore mints a random id for every request
@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections import OrderedDict
 from typing import Callable, Mapping
+
+from fastapi import HTTPException
 
 _ID = re.compile(r"[0-9a-f]{32}")
 
@@ -23,3 +26,25 @@ def new_id(headers: Mapping[str, str] | None = None, header: str | None = None, 
         if _ID.fullmatch(proposed) and not taken(proposed):
             return proposed
     return secrets.token_hex(16)
+
+
+class Tombstones:
+    """Why recently ended ids ended (the newest ``size``), so a late request learns why (410) instead of a bare 404."""
+
+    def __init__(self, what: str, size: int = 4096) -> None:
+        self.what, self.size = what, size
+        self._reasons: OrderedDict[str, str] = OrderedDict()
+
+    def __contains__(self, item_id: str) -> bool:
+        return item_id in self._reasons
+
+    def add(self, item_id: str, reason: str) -> None:
+        self._reasons[item_id] = reason
+        while len(self._reasons) > self.size:
+            self._reasons.popitem(last=False)
+
+    def missing(self, item_id: str) -> HTTPException:
+        """The error for a request naming ``item_id``, which is not open: 410 with the reason, or 404."""
+        if item_id in self._reasons:
+            return HTTPException(410, f"{self.what} {item_id} has ended: {self._reasons[item_id]}")
+        return HTTPException(404, f"no {self.what} {item_id}")

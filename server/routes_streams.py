@@ -10,7 +10,6 @@ from s2vc.errors import S2VCError
 
 from .auth import require_key
 from .limits import check_fps, check_frame_size
-from .runtime import UnknownModelError
 from .sessions import StreamSession, StreamSpec
 from .stream_io import FramesPump, FramesResponse, check_params_fit
 from s2vc.wire import MEDIA_TYPE, WireError, frame_bytes
@@ -49,14 +48,7 @@ def _session(request: Request, stream_id: str) -> StreamSession:
 def open_stream(spec: StreamSpec, request: Request) -> dict:
     state = request.app.state
     settings = state.settings
-    if not state.runtime.ready.is_set():
-        raise HTTPException(503, "the engines are still loading; retry shortly", headers={"Retry-After": "5"})
-    try:
-        served = state.runtime.get(spec.model)
-    except UnknownModelError as exc:
-        raise HTTPException(404, str(exc)) from None
-    if spec.rate >= served.num_rates:
-        raise HTTPException(422, f"rate point {spec.rate} is outside 0..{served.num_rates - 1} of model {spec.model!r}")
+    served = state.runtime.for_request(spec.model, spec.rate)
     check_frame_size(settings, spec.width, spec.height)
     check_fps(settings, spec.fps)
     try:

@@ -11,14 +11,13 @@ import asyncio
 import logging
 import math
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable, Literal, Mapping
 
 from fastapi import HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
-from .ids import new_id
+from .ids import Tombstones, new_id
 from .metrics import Metrics
 from .runtime import ServedModel
 from .scheduler import LIVE, Lane, Outcome, Scheduler
@@ -26,7 +25,6 @@ from .settings import DEFAULT_MODEL_NAME, Settings
 from s2vc.wire import PIXEL_FORMATS, frame_bytes
 
 log = logging.getLogger("s2vc.server")
-TOMBSTONES = 4096
 
 
 class StreamSpec(BaseModel):
@@ -79,7 +77,7 @@ class SessionManager:
         self.settings, self.scheduler, self.metrics = settings, scheduler, metrics
         self.other_slots = other_slots  # slots held by WebRTC calls
         self.sessions: dict[str, StreamSession] = {}
-        self._gone: OrderedDict[str, str] = OrderedDict()
+        self._gone = Tombstones("stream")
 
     def open(self, spec: StreamSpec, served: ServedModel, headers: Mapping[str, str] | None = None) -> StreamSession:
         if len(self.sessions) + self.other_slots() >= self.settings.max_sessions:
@@ -99,18 +97,14 @@ class SessionManager:
         session = self.sessions.get(session_id)
         if session is not None:
             return session
-        if session_id in self._gone:
-            raise HTTPException(410, f"stream {session_id} is closed: {self._gone[session_id]}")
-        raise HTTPException(404, f"no stream {session_id}")
+        raise self._gone.missing(session_id)
 
     def close(self, session: StreamSession, reason: str, detail: str) -> None:
         if session.closed:
             return
         session.closed = detail
         self.sessions.pop(session.id, None)
-        self._gone[session.id] = detail
-        while len(self._gone) > TOMBSTONES:
-            self._gone.popitem(last=False)
+        self._gone.add(session.id, detail)
         if session.lane is not None:
             self.scheduler.close_lane(session.lane, "cancelled")
         self.metrics.sessions_closed.labels(reason).inc()

@@ -93,29 +93,25 @@ class Settings(BaseSettings):
     max_fps: float = Field(60.0, gt=0)
     max_job_frames: int = Field(100_000, ge=1, description="Most frames one job may code.")
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "webrtc_hosts", mode="before")
     @classmethod
-    def _split_keys(cls, value: Any) -> Any:
+    def _split_list(cls, value: Any) -> Any:
+        """A comma-separated string (environment) or a list → stripped, non-empty items."""
         if isinstance(value, str):
             value = value.split(",")
         if isinstance(value, (list, tuple)):
             return [str(k).strip() for k in value if str(k).strip()]
         return value
 
-    @field_validator("webrtc_hosts", mode="before")
+    @field_validator("webrtc_hosts")
     @classmethod
-    def _split_hosts(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = value.split(",")
-        if isinstance(value, (list, tuple)):
-            hosts = [str(h).strip() for h in value if str(h).strip()]
-            for host in hosts:
-                try:
-                    ipaddress.ip_address(host)
-                except ValueError:
-                    raise ValueError(f"webrtc_hosts: {host!r} is not an IP address") from None
-            return hosts
-        return value
+    def _check_hosts(cls, hosts: list[str]) -> list[str]:
+        for host in hosts:
+            try:
+                ipaddress.ip_address(host)
+            except ValueError:
+                raise ValueError(f"webrtc_hosts: {host!r} is not an IP address") from None
+        return hosts
 
     @field_validator("model", mode="before")
     @classmethod

@@ -7,15 +7,15 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from fastapi import HTTPException
 
-from ..ids import new_id
+from ..ids import Tombstones, new_id
 from ..metrics import Metrics
-from ..runtime import Runtime, UnknownModelError
+from ..limits import check_fps
+from ..runtime import Runtime
 from ..scheduler import Scheduler
 from ..settings import Settings
 from .calls import Call, OfferSpec
@@ -24,7 +24,6 @@ from .network import filter_candidates, refuse_checks_from_elsewhere, restrict_h
 from .rooms import Room
 
 log = logging.getLogger("s2vc.server")
-TOMBSTONES = 4096
 
 
 class CallManager:
@@ -39,21 +38,13 @@ class CallManager:
             log.info("WebRTC host candidates restricted to %s", ", ".join(settings.webrtc_hosts))
         self.calls: dict[str, Call] = {}
         self.rooms: dict[str, Room] = {}
-        self._gone: OrderedDict[str, str] = OrderedDict()
+        self._gone = Tombstones("call")
 
     # ------------------------------------------------------------------ signalling
     async def answer(self, spec: OfferSpec, headers: Mapping[str, str] | None = None) -> tuple[Call, RTCSessionDescription]:
         s = self.settings
-        if not self.runtime.ready.is_set():
-            raise HTTPException(503, "the engines are still loading; retry shortly", headers={"Retry-After": "5"})
-        try:
-            served = self.runtime.get(spec.model)
-        except UnknownModelError as exc:
-            raise HTTPException(404, str(exc)) from None
-        if spec.rate >= served.num_rates:
-            raise HTTPException(422, f"rate point {spec.rate} is outside 0..{served.num_rates - 1} of model {spec.model!r}")
-        if spec.fps > s.max_fps:
-            raise HTTPException(422, f"fps {spec.fps:g} exceeds the limit max_fps={s.max_fps:g} (S2VC_MAX_FPS)")
+        served = self.runtime.for_request(spec.model, spec.rate)
+        check_fps(s, spec.fps)
         if spec.room is None and spec.role == "subscriber":
             raise HTTPException(422, "role 'subscriber' needs a room")
         room = self.rooms.get(spec.room) if spec.room else None
@@ -114,18 +105,14 @@ class CallManager:
         call = self.calls.get(call_id)
         if call is not None:
             return call
-        if call_id in self._gone:
-            raise HTTPException(410, f"call {call_id} has ended: {self._gone[call_id]}")
-        raise HTTPException(404, f"no call {call_id}")
+        raise self._gone.missing(call_id)
 
     async def close(self, call: Call, reason: str, detail: str) -> None:
         if call.closed:
             return
         call.closed = detail
         self.calls.pop(call.id, None)
-        self._gone[call.id] = detail
-        while len(self._gone) > TOMBSTONES:
-            self._gone.popitem(last=False)
+        self._gone.add(call.id, detail)
         if call.room is not None:
             call.room.leave(call)
             if call.room.empty:
