@@ -300,3 +300,31 @@ def test_rate_control_in_a_call_holds_the_target(server, codec, frames):
     print(f"target {target} kbps at {fps:g} fps: held {kbps:.1f} kbps over {len(p_stats)} P-frames, rate points {sorted(rates)}")
     assert len(rates) >= 2  # it switched between rate points to meet the target
     assert abs(kbps - target) / target < 0.25
+
+
+def test_calls_and_streams_share_the_session_slots(server, frames):
+    from clients import S2VCClient
+
+    with S2VCClient(server.url, KEY) as client:
+        streams = [client.open_stream(width=64, height=64) for _ in range(6)]  # max_sessions=6: every slot taken
+
+        async def refused():
+            with pytest.raises(ServerError) as full:
+                await CallPeer(server.url, KEY).join(mode="bitstream", source=FramesTrack(frames, fps=10))
+            return full.value
+
+        full = run(refused())
+        assert full.status == 503 and "max_sessions" in full.detail
+        client.close_stream(streams.pop()["id"])
+
+        async def admitted():
+            peer = CallPeer(server.url, KEY)
+            await peer.join(mode="bitstream", source=FramesTrack(frames, fps=10), max_width=SIZE[0], max_height=SIZE[1])
+            with pytest.raises(ServerError) as stream_full:  # the call holds the freed slot
+                client.open_stream(width=64, height=64)
+            await peer.hang_up()
+            return stream_full.value
+
+        assert run(admitted()).status == 503
+        for stream in streams:
+            client.close_stream(stream["id"])
