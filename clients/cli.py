@@ -3,6 +3,7 @@
     export S2VC_URL=http://127.0.0.1:8000 S2VC_API_KEY=...
     s2vc-client job encode clip.mp4 -o clip.s2vc
     s2vc-client stream clip.mp4 -o live.s2vc
+    s2vc-client stream /dev/video0 --device-format v4l2 --frames 250 -o camera.s2vc
     s2vc-client call --publish clip.mp4 -o decoded.y4m          # the server codes the file, we decode its units
     s2vc-client call --room demo --publish clip.mp4              # publish into a room (coded here)
     s2vc-client call --room demo -o decoded.y4m --seconds 20     # subscribe: decode the room's units here
@@ -11,10 +12,14 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Optional
 
+import av
+import numpy as np
 import typer
 from rich.console import Console
 
@@ -57,18 +62,41 @@ def job(operation: str = typer.Argument(..., help="encode (video → .s2vc) or d
     err.print(f"wrote {output} ({output.stat().st_size} bytes)")
 
 
-@app.command()
-def stream(input: Path = typer.Argument(..., exists=True, help="A video file (any format `s2vc encode` reads)."),
-           output: Path = typer.Option(..., "-o", "--output", help="The .s2vc file the server's units are written to."),
-           rate: int = typer.Option(0, help="Rate point."), frames: Optional[int] = typer.Option(None, help="Stop after this many frames."),
-           url: str = URL, key: Optional[str] = KEY) -> None:
-    """Stream a file's frames through /v1/streams (I420, never dropping frames) and save the units as they come."""
+def open_device(device: str, device_format: str) -> tuple[Iterator[np.ndarray], int, int, float]:
+    """A camera or other capture device through FFmpeg (``/dev/video0`` with ``v4l2``): its RGB frames, size, fps."""
     try:
-        reader = VideoReader(input)
-        info = reader.info
+        container = av.open(device, format=device_format)
+    except (av.FFmpegError, OSError) as exc:
+        raise S2VCError(f"cannot open {device} as {device_format}: {exc}") from None
+    stream = container.streams.video[0]
+    width, height = stream.codec_context.width // 2 * 2, stream.codec_context.height // 2 * 2  # I420 needs even sizes
+
+    def frames() -> Iterator[np.ndarray]:
+        with container:
+            for frame in container.decode(stream):
+                yield frame.reformat(width=width, height=height, format="rgb24").to_ndarray()
+
+    return frames(), width, height, float(stream.average_rate or 25)
+
+
+@app.command()
+def stream(input: str = typer.Argument(..., help="A video file (any format `s2vc encode` reads), or a device with --device-format."),
+           output: Path = typer.Option(..., "-o", "--output", help="The .s2vc file the server's units are written to."),
+           device_format: Optional[str] = typer.Option(None, "--device-format", help="Read INPUT as a capture device: v4l2 (/dev/video0), "
+                                                       "avfoundation, dshow, lavfi ... (FFmpeg input formats)."),
+           rate: int = typer.Option(0, help="Rate point."), frames: Optional[int] = typer.Option(None, help="Stop after this many frames (a camera: needed)."),
+           url: str = URL, key: Optional[str] = KEY) -> None:
+    """Stream a file's or a camera's frames through /v1/streams (I420, never dropping) and save the units as they come."""
+    try:
+        if device_format:
+            pictures, width, height, fps = open_device(input, device_format)
+        else:
+            reader = VideoReader(input)
+            pictures, width, height, fps = reader.frames(), reader.info.width, reader.info.height, float(reader.info.fps)
         with S2VCClient(url, key) as client:
-            session = client.open_stream(width=info.width, height=info.height, fps=float(info.fps), rate=rate, realtime=False)
-            reply = client.send_frames(session["id"], (frame_to_bytes("i420", f) for f in reader.frames(frames)), end=True)
+            session = client.open_stream(width=width, height=height, fps=fps, rate=rate, realtime=False)
+            chunks = (frame_to_bytes("i420", f) for f in itertools.islice(pictures, frames))
+            reply = client.send_frames(session["id"], chunks, end=True)
     except (ServerError, S2VCError) as exc:
         _fail(str(exc))
     if reply.errors:

@@ -271,6 +271,9 @@ def test_client_cli_streams_jobs_and_calls(server, frames, tmp_path):
 
     client("stream", str(video), "-o", str(tmp_path / "streamed.s2vc"))
     client("job", "encode", str(video), "-o", str(tmp_path / "job.s2vc"))
+    # a capture device through FFmpeg: lavfi's test source stands in for a camera (v4l2 takes the same path)
+    client("stream", "testsrc=size=96x64:rate=10", "--device-format", "lavfi", "--frames", "4", "-o", str(tmp_path / "device.s2vc"))
+    assert [f.shape for f in local_decode((tmp_path / "device.s2vc").read_bytes())] == [(64, 96, 3)] * 4
     assert len(local_decode((tmp_path / "streamed.s2vc").read_bytes())) == 6
     assert len(local_decode((tmp_path / "job.s2vc").read_bytes())) == 6
 
