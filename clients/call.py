@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -106,6 +108,9 @@ class CallPeer:
         self._waiting_for_intra = False
         self._changed = asyncio.Event()
         self._decoder: asyncio.Task | None = None
+        # every codec call runs on this one thread: torch's OpenMP team stays bound to it, and no thread that ran
+        # torch has to exit while the call is up
+        self._codec_thread = ThreadPoolExecutor(1, thread_name_prefix="s2vc-peer-codec")
         self._keyframe_wanted = False
         self.remote_tracks: list[MediaStreamTrack] = []
         self.pc.on("track", self.remote_tracks.append)
@@ -158,10 +163,13 @@ class CallPeer:
 
     async def close(self) -> None:
         if self._decoder is not None:
-            self._inbox.put_nowait(None)
-            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(self._decoder, 10)
+            self._inbox.put_nowait(None)  # the decoder finishes the unit in hand, then stops
+            await asyncio.shield(self._decoder)
         await self.pc.close()
+        self._codec_thread.shutdown(wait=True)
+
+    async def _on_codec_thread(self, fn, *args, **kwargs):
+        return await asyncio.get_running_loop().run_in_executor(self._codec_thread, functools.partial(fn, *args, **kwargs))
 
     # ------------------------------------------------------------------ messages
     def send(self, control: Control) -> None:
@@ -216,12 +224,12 @@ class CallPeer:
             if self._waiting_for_intra and unit.type != UnitType.I:
                 continue
             try:
-                picture, self._state = await asyncio.to_thread(codec.decode_frame, self._state, unit)
+                picture, self._state = await self._on_codec_thread(codec.decode_frame, self._state, unit)
             except (UnitOrderError, StateMismatchError) as exc:  # a unit is missing or we drifted: resynchronise
                 self.decode_errors.append(f"{type(exc).__name__}: {exc}")
                 self._request_keyframe()
                 continue
-            except S2VCError as exc:
+            except Exception as exc:  # a corrupt unit, or a bug: this picture is lost, the call goes on
                 self.decode_errors.append(f"{type(exc).__name__}: {exc}")
                 self._request_keyframe()
                 continue
@@ -259,7 +267,7 @@ class CallPeer:
                 self.channel.send(pack_unit(seq_unit(params, 0)))
                 sent += 1
             intra, self._keyframe_wanted = self._keyframe_wanted, False
-            unit, state, _ = await asyncio.to_thread(codec.encode_frame, state, frame, rate, force_intra=intra, reconstruct=False)
+            unit, state, _ = await self._on_codec_thread(codec.encode_frame, state, frame, rate, force_intra=intra, reconstruct=False)
             self.channel.send(pack_unit(unit))
             sent += 1
             await asyncio.sleep(max(0.0, start + (i + 1) / fps - time.monotonic()))

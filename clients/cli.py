@@ -115,6 +115,7 @@ def call(room: Optional[str] = typer.Option(None, help="Join this room; without 
          max_width: int = typer.Option(320), max_height: int = typer.Option(240),
          model: Optional[Path] = typer.Option(None, help="Local model for decoding/coding here (default: the shipped model)."),
          hosts: Optional[str] = typer.Option(None, envvar="S2VC_WEBRTC_HOSTS", help="Offer ICE candidates on these addresses only (e.g. 127.0.0.1)."),
+         threads: int = typer.Option(1, min=1, help="CPU threads for coding here (torch)."),
          url: str = URL, key: Optional[str] = KEY) -> None:
     """Join a WebRTC call as a native peer: S²VC units on a data channel, coded or decoded on this machine."""
     from s2vc.checkpoint import load_model
@@ -127,6 +128,9 @@ def call(room: Optional[str] = typer.Option(None, help="Join this room; without 
     restrict_host_addresses([h.strip() for h in (hosts or "").split(",") if h.strip()])
     if room and publish and output:
         _fail("a room's publisher sends its units; decode them as a subscriber (drop --output)")
+    import torch
+
+    torch.set_num_threads(threads)
     codec = Codec(load_model(str(model) if model else None), "cpu")
     reader = VideoReader(publish) if publish else None
 

@@ -265,7 +265,7 @@ def test_client_cli_streams_jobs_and_calls(server, frames, tmp_path):
     def client(*args: str) -> subprocess.CompletedProcess:
         import os
 
-        done = subprocess.run([sys.executable, "-m", "clients", *args], capture_output=True, text=True, timeout=300, env={**os.environ, **env})
+        done = subprocess.run([sys.executable, "-m", "clients", *args], capture_output=True, text=True, timeout=150, env={**os.environ, **env})
         assert done.returncode == 0, done.stderr
         return done
 
