@@ -83,7 +83,8 @@ class Call:
         self._seq_sent = -1  # generation whose SEQ unit went out
         self._next_seq = 0
         self._pending: dict[int, tuple[float, bool]] = {}  # seq -> (arrival, forced I-frame)
-        self.rate = spec.rate
+        self.rate = spec.rate  # the fixed rate point (without rate control)
+        self.last_rate: int | None = None
         self.controller = self._controller(spec.target_kbps)
         self._keyframe_wanted = False
         self._last_keyframe = -math.inf
@@ -115,7 +116,7 @@ class Call:
             "id": self.id, "mode": self.spec.mode, "room": self.spec.room, "role": self.spec.role, "model": self.spec.model,
             "connection": self.pc.connectionState, "channel": self.channel.readyState if self.channel else None,
             "frames": self.frames, "dropped": self.dropped, "errors": self.errors, "bytes": self.bytes,
-            "rate": self.rate, "target_kbps": self.controller.target_kbps if self.controller else None,
+            "rate": self.rate, "last_rate": self.last_rate, "target_kbps": self.controller.target_kbps if self.controller else None,
             "size": list(self.params and (self.params.width, self.params.height) or ()),
             "age_s": round(time.monotonic() - self.created, 3),
         }
@@ -123,7 +124,8 @@ class Call:
     def _controller(self, target_kbps: float | None) -> RateController | None:
         if target_kbps is None:
             return None
-        return RateController(self.served.num_rates, target_kbps, fps=self.spec.fps, rate=min(self.rate, self.served.num_rates - 1))
+        start = self.last_rate if self.last_rate is not None else self.rate  # from where the stream is now
+        return RateController(self.served.num_rates, target_kbps, fps=self.spec.fps, rate=min(start, self.served.num_rates - 1))
 
     # ------------------------------------------------------------------ peer connection events
     def on_track(self, track: MediaStreamTrack) -> None:
@@ -252,7 +254,7 @@ class Call:
         self._window.append((now, nbytes))
         while self._window and now - self._window[0][0] > STATS_WINDOW_S:
             self._window.popleft()
-        self.rate = unit.rate if self.encodes else self.rate
+        self.last_rate = unit.rate  # what was coded; self.rate (the peer's choice) is never overwritten by frames in flight
         params = self.params or (self.room.params if self.room else None)
         pixels = params.width * params.height if params else 1
         span = max(min(STATS_WINDOW_S, now - self.created), 1e-3)
