@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 PIP_ARGS ?=  # extra pip options, e.g. the index of your CPU torch wheels
 
-.PHONY: install test demo bench bench-server serve eval clean help
+.PHONY: install test demo bench bench-server bench-calls serve eval clean help
 
 help:
 	@echo "make install   create .venv with every dependency pinned (torch 2.13.0 CPU)"
@@ -15,6 +15,7 @@ help:
 	@echo "make bench     encode/decode fps and peak memory per preset and resolution"
 	@echo "make serve     start the streaming server (REST, streams, metrics) with the default model (ARGS='--port 8000')"
 	@echo "make bench-server  real-time sessions, frame latency p50/p99, drops, RSS (ARGS='--streams 1,2,4 --size 160x120')"
+	@echo "make bench-calls   WebRTC calls: coded fps, latency p50/p99, kbps, drops (ARGS='--calls 1,2 --mode preview')"
 	@echo "make eval      rate-quality, BD-rate and speed against ffmpeg anchors (EVAL_CLIPS=...)"
 
 install: $(STAMP)
@@ -40,6 +41,9 @@ serve: install
 
 bench-server: install
 	$(BIN)/python -m evaluation.bench_server $(ARGS)
+
+bench-calls: install
+	$(BIN)/python -m evaluation.bench_calls $(ARGS)
 
 EVAL_CLIPS ?= ../shared/data/clips/foreman_352x288.h264 ../shared/data/clips/mobile_352x288.h264
 eval: install
