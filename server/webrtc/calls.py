@@ -117,7 +117,7 @@ class Call:
             "connection": self.pc.connectionState, "channel": self.channel.readyState if self.channel else None,
             "frames": self.frames, "dropped": self.dropped, "errors": self.errors, "bytes": self.bytes,
             "rate": self.rate, "last_rate": self.last_rate, "target_kbps": self.controller.target_kbps if self.controller else None,
-            "size": list(self.params and (self.params.width, self.params.height) or ()),
+            "size": [self.params.width, self.params.height] if self.params else [],
             "age_s": round(time.monotonic() - self.created, 3),
         }
 
@@ -226,14 +226,13 @@ class Call:
         data = pack_unit(unit)
         if self.controller is not None:
             self.controller.update(unit.rate, unit.type == UnitType.I, 8 * len(data))
-        if self._seq_sent != generation:
-            self._seq_sent = generation
-            if self.spec.mode == "bitstream" and self.room is None:
-                self.send_binary(pack_unit(seq_unit(self.params, unit.frame_index)))  # type: ignore[arg-type]
-        if self.spec.mode == "bitstream" and self.room is None:
-            self.send_binary(data)
         if self.room is not None:
             self.room.relay(unit, data)
+        elif self.spec.mode == "bitstream":
+            if self._seq_sent != generation:  # a new sequence starts with its SEQ unit
+                self._seq_sent = generation
+                self.send_binary(pack_unit(seq_unit(self.params, unit.frame_index)))  # type: ignore[arg-type]
+            self.send_binary(data)
         checksum = frame_checksum(outcome.frame) if outcome.frame is not None else None
         if self.shows_pictures and outcome.frame is not None and self.out_track is not None:
             self.out_track.push(outcome.frame)
