@@ -115,3 +115,41 @@ def test_lora_only_policy_freezes_the_unet_base(tmp_path):
     assert not any("base_layer" in n for n in unet)
     assert any(".inter." in n for n, p in trainer.model.named_parameters() if p.requires_grad)
     trainer.train_step(carphone_clip(2))  # trains with the base frozen
+
+
+def test_cosine_schedule_warms_up_decays_and_is_a_function_of_the_step():
+    cfg = TrainConfig(out="unused", steps=100, lr=1e-3, lr_schedule="cosine", lr_final_ratio=0.1, warmup=10)
+    lrs = [cfg.lr_at(s) for s in range(100)]
+    assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)  # linear warm-up to the peak
+    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:]))  # then never rises
+    assert lrs[-1] == pytest.approx(1e-4, rel=0.05) and lrs[55] == pytest.approx(0.55e-3, rel=0.05)
+    assert TrainConfig(out="unused", steps=100, lr=1e-3).lr_at(99) == 1e-3  # constant by default
+    with pytest.raises(ValueError, match="lr_schedule"):
+        TrainConfig(out="unused", lr_schedule="step").validate()
+
+
+def test_schedule_reaches_the_optimiser_and_survives_resume(tmp_path):
+    clip = carphone_clip(1)
+    run = tmp_path / "run"
+    cfg = TrainConfig(out=str(run), stage="vae", num_rates=1, steps=4, crop=64, frames=1, batch=1, lr=1e-3,
+                      lr_schedule="cosine", lr_final_ratio=0.0, checkpoint_every=2, seed=0)
+    history = Trainer(cfg, fixed_batches(clip)).fit()
+    assert [h["lr"] for h in history] == pytest.approx([cfg.lr_at(s) for s in range(4)])
+    cfg.steps = 6  # a longer run resumed from step 4 continues the (now longer) schedule, not the start of it
+    resumed = Trainer(cfg, fixed_batches(clip))
+    assert resumed.resume() and resumed.step == 4
+    assert [h["lr"] for h in resumed.fit()] == pytest.approx([cfg.lr_at(4), cfg.lr_at(5)])
+
+
+def test_reinit_vae_replaces_only_the_vae(tmp_path):
+    init = tmp_path / "init"
+    Trainer(TrainConfig(out=str(init), stage="vae", num_rates=1, steps=1, crop=64, batch=1, seed=1), fixed_batches(carphone_clip(1))).fit()
+    source = load_checkpoint(init / "model")
+    fresh = Trainer(TrainConfig(out=str(tmp_path / "run"), stage="vae", init=str(init / "model"), num_rates=1, steps=1,
+                                crop=64, batch=1, reinit_vae=True, seed=7), fixed_batches(carphone_clip(1)))
+    changed = [k for k, v in fresh.model.vae.state_dict().items() if not torch.equal(v, source.vae.state_dict()[k])]
+    assert changed  # the VAE starts over...
+    for key, value in fresh.model.rate(0).state_dict().items():  # ...the codec networks are those of --init
+        assert torch.equal(value, source.rate(0).state_dict()[key]), key
+    with pytest.raises(ValueError, match="vae stage"):
+        TrainConfig(out="unused", stage="intra", reinit_vae=True).validate()

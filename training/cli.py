@@ -26,7 +26,12 @@ def train(
     batch: int = typer.Option(4, "--batch", min=1),
     frames: int = typer.Option(3, "--frames", min=1, help="Frames per training sample (the inter cascade length)."),
     crop: int = typer.Option(128, "--crop", help="Crop size, a multiple of 64."),
-    lr: float = typer.Option(2e-4, "--lr"),
+    lr: float = typer.Option(2e-4, "--lr", help="Peak learning rate (AdamW)."),
+    lr_schedule: str = typer.Option("constant", "--lr-schedule", help="constant | cosine (decays to --lr-final-ratio·lr by the last step)."),
+    lr_final_ratio: float = typer.Option(0.05, "--lr-final-ratio", help="Cosine schedule: the last step's learning rate as a fraction of --lr."),
+    warmup: int = typer.Option(0, "--warmup", min=0, help="Steps of linear learning-rate warm-up."),
+    reinit_vae: bool = typer.Option(False, "--reinit-vae", help="vae stage: start the VAE from random weights (the codec networks of --init are kept)."),
+    w_perc: float = typer.Option(0.5, "--w-perc", help="Weight of the perceptual term (1 − MS-SSIM) against L1."),
     adv_start: int = typer.Option(200, "--adv-start", help="Step from which the adversarial term is on."),
     w_adv: float = typer.Option(0.01, "--w-adv"),
     val_clip: Optional[Path] = typer.Option(None, "--val-clip", help="A clip for validation bpp/PSNR with real bitstreams."),
@@ -56,7 +61,8 @@ def train(
     cfg = TrainConfig(
         out=str(out), stage=stage, preset=preset, init=str(init) if init else None, num_rates=num_rates, rate=rate,
         init_rate_from=init_rate_from, freeze_base=freeze_base, lmbda=lmbda, steps=steps, batch=batch, frames=1 if stage != "inter" else frames,
-        crop=crop, lr=lr, adv_start=adv_start, w_adv=w_adv, log_every=log_every, checkpoint_every=checkpoint_every,
+        crop=crop, lr=lr, lr_schedule=lr_schedule, lr_final_ratio=lr_final_ratio, warmup=warmup, reinit_vae=reinit_vae,
+        w_perc=w_perc, adv_start=adv_start, w_adv=w_adv, log_every=log_every, checkpoint_every=checkpoint_every,
         seed=seed, device=device,
     )
     try:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import math
 import os
 import random
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from .codec_forward import code_sequence, code_intra
 from .losses import PatchDiscriminator, discriminator_loss, generator_adv_loss, ms_ssim_loss, temporal_loss
 
 STAGES = ("vae", "intra", "inter")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -47,6 +49,7 @@ class TrainConfig:
     preset: str = "tiny"
     init: str | None = None  # an s2vc checkpoint folder to start from (e.g. the previous stage's model/)
     init_rate_from: int | None = None  # copy this rate point's networks into ``rate`` first (warm start)
+    reinit_vae: bool = False  # start the VAE from random weights (vae stage; e.g. to leave a poor optimum behind)
     freeze_base: bool | None = None  # train only LoRA, TCG and heads of the U-Net (default: for the official preset)
     num_rates: int = 4
     rate: int = 0  # the rate point this run trains
@@ -56,6 +59,9 @@ class TrainConfig:
     frames: int = 3  # T of the inter cascade
     crop: int = 128
     lr: float = 2e-4
+    lr_schedule: str = "constant"  # or "cosine": from lr down to lr_final_ratio·lr over the run (after a short warm-up)
+    lr_final_ratio: float = 0.05
+    warmup: int = 0  # steps of linear warm-up from 0 to lr
     w_perc: float = 0.5
     w_adv: float = 0.01
     w_temporal: float = 0.5
@@ -76,6 +82,23 @@ class TrainConfig:
             raise ValueError(f"crop {self.crop} must be a multiple of 64")
         if self.stage == "inter" and self.frames < 2:
             raise ValueError("the inter stage needs at least 2 frames per sample")
+        if self.reinit_vae and self.stage != "vae":
+            raise ValueError("reinit_vae needs the vae stage (the codec networks are trained on the VAE's latent space)")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if not 0.0 <= self.lr_final_ratio <= 1.0:
+            raise ValueError(f"lr_final_ratio must lie in [0, 1], got {self.lr_final_ratio}")
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of optimiser step ``step`` (0-based); a pure function of the step, so a resumed run
+        continues the same schedule."""
+        if self.warmup > 0 and step < self.warmup:
+            return self.lr * (step + 1) / self.warmup
+        if self.lr_schedule == "constant":
+            return self.lr
+        span = max(1, self.steps - self.warmup)
+        progress = min(1.0, max(0, step - self.warmup) / span)
+        return self.lr * (self.lr_final_ratio + (1.0 - self.lr_final_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
 def seed_everything(seed: int) -> None:
@@ -126,6 +149,11 @@ class Trainer:
             self.model = load_model(cfg.init, device=self.device, rates=[cfg.rate])
         else:
             self.model = build_model(get_preset(cfg.preset), num_rates=cfg.num_rates, seed=cfg.seed).to(self.device)
+        if cfg.reinit_vae:
+            torch.manual_seed(cfg.seed)
+            fresh = type(self.model.vae)(self.model.preset.vae).to(self.device)
+            self.model.vae.load_state_dict(fresh.state_dict())
+            self.model.invalidate_caches()
         if cfg.init_rate_from is not None and cfg.init_rate_from != cfg.rate:
             self.model.rate(cfg.rate).load_state_dict(self.model.rate(cfg.init_rate_from).state_dict())
         self.params = trainable_parameters(self.model, cfg)
@@ -218,12 +246,15 @@ class Trainer:
                 p.requires_grad_(True)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss at step {self.step}: {float(loss)}")
+        for group in self.opt.param_groups:
+            group["lr"] = self.cfg.lr_at(self.step)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.params, 1.0)
         self.opt.step()
         metrics = {k: float(v.detach()) for k, v in out.items() if k not in ("x_hat", "x")}
         metrics["loss"] = float(loss.detach())
+        metrics["lr"] = self.opt.param_groups[0]["lr"]
         if use_adv:
             d_loss = discriminator_loss(self.disc, out["x"], out["x_hat"])
             self.opt_d.zero_grad(set_to_none=True)
