@@ -17,6 +17,8 @@ def eval_command(
     frames: int = typer.Option(16, "--frames", "-n", min=1),
     downscale: int = typer.Option(1, "--downscale", min=1, help="Downscale the source by this factor first (2 for 720p/1080p)."),
     bpp_max: float = typer.Option(0.15, "--bpp-max", help="Upper end of the anchors' bpp range."),
+    anchor_points: int = typer.Option(6, "--anchor-points", min=2, help="Rate points per anchor (CRF/QP steps of 2)."),
+    match_range: bool = typer.Option(True, "--match-range/--fixed-range", help="Sweep the anchors over S²VC's own bpp span on each clip (widened by 1.4× each side, within 0.005..--bpp-max) so the curves overlap; --fixed-range uses 0.005..--bpp-max."),
     metrics: str = typer.Option("psnr,psnr_yuv,ms_ssim,vmaf", "--metrics", help="psnr, psnr_yuv, ms_ssim, vmaf."),
     device: str = typer.Option("cpu", "--device"),
 ) -> None:
@@ -29,7 +31,7 @@ def eval_command(
     cfg = EvalConfig(
         clips=list(clips), out=out, frames=frames, model=model,
         rates=[int(r) for r in rates.split(",")] if rates else None, anchors=[a for a in anchors.split(",") if a],
-        bpp_range=(0.005, bpp_max), downscale=downscale, metrics=tuple(m for m in metrics.split(",") if m), device=device,
+        bpp_range=(0.005, bpp_max), anchor_points=anchor_points, match_range=match_range, downscale=downscale, metrics=tuple(m for m in metrics.split(",") if m), device=device,
     )
     try:
         result = evaluate(cfg, log=lambda s: console.print(s, highlight=False))

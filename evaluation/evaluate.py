@@ -40,7 +40,8 @@ class EvalConfig:
     rates: list[int] | None = None  # default: every rate point of the model
     anchors: list[str] = field(default_factory=lambda: ["x264-medium"])
     bpp_range: tuple[float, float] = (0.005, 0.15)
-    anchor_points: int = 4
+    anchor_points: int = 6
+    match_range: bool = True  # sweep each anchor over S²VC's own bpp span on the clip (within bpp_range)
     downscale: int = 1  # 2 for 720p/1080p sources: halves width and height (hides source artefacts)
     metrics: tuple[str, ...] = ("psnr", "psnr_yuv", "ms_ssim", "vmaf")
     device: str = "cpu"
@@ -93,10 +94,12 @@ def evaluate(cfg: EvalConfig, log: Callable[[str], None] = print) -> dict[str, l
             row.update(_metrics(frames, decoded, cfg.metrics, fps))
             points.append(row)
             log(f"  s2vc rate {rate}: {row['bpp']:.4f} bpp, {row.get('psnr', float('nan')):.2f} dB")
+        s2vc_bpp = [p["bpp"] for p in points if p["codec"] == "s2vc" and p["clip"] == name]
+        anchor_range = matched_range(s2vc_bpp, cfg.bpp_range) if cfg.match_range else cfg.bpp_range
         for anchor in cfg.anchors:
-            results = sweep_to_bpp(frames, anchor, bpp_range=cfg.bpp_range, points=cfg.anchor_points, fps=fps)
+            results = sweep_to_bpp(frames, anchor, bpp_range=anchor_range, points=cfg.anchor_points, fps=fps)
             if not results:
-                log(f"  {anchor}: no setting lands in {cfg.bpp_range} bpp")
+                log(f"  {anchor}: no setting lands in {anchor_range[0]:.4f}..{anchor_range[1]:.4f} bpp")
             for res in results:
                 row = {"codec": anchor, "clip": name, "point": f"{res.rc}{res.quality}", "frames": res.frames,
                        "width": w, "height": h, "bytes": res.num_bytes, "bpp": res.bpp, "kbps": res.kbps,
@@ -113,6 +116,17 @@ def evaluate(cfg: EvalConfig, log: Callable[[str], None] = print) -> dict[str, l
 
     plot_rate_quality(points, cfg.out)
     return {"points": points, "bd_rate": bd_rows, "speed": speed_rows}
+
+
+def matched_range(test_bpp: list[float], limits: tuple[float, float], margin: float = 1.4) -> tuple[float, float]:
+    """The anchors' bpp range for a clip: S²VC's own span widened by ``margin`` on each side, kept inside
+    ``limits``, so that the anchor curves overlap the tested one and BD-rate compares like with like."""
+    lo, hi = limits
+    finite = [b for b in test_bpp if math.isfinite(b) and b > 0]
+    if not finite:
+        return limits
+    new_lo, new_hi = max(lo, min(finite) / margin), min(hi, max(finite) * margin)
+    return (new_lo, new_hi) if new_hi > new_lo else limits
 
 
 def bd_table(points: list[dict], anchors: list[str]) -> list[dict]:

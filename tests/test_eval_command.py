@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 
+import pytest
+
 from typer.testing import CliRunner
 
 from s2vc.cli import app
@@ -15,7 +17,7 @@ def test_eval_runs_on_one_clip_against_one_anchor(tmp_path):
     source = clip("foreman_352x288.h264")
     out = tmp_path / "eval"
     result = CliRunner().invoke(app, ["eval", str(source), "--model", "tiny", "--rates", "0,1", "--anchors", "x264-medium",
-                                      "--frames", "3", "--metrics", "psnr,psnr_yuv", "--out", str(out), "--bpp-max", "2.0"])
+                                      "--frames", "3", "--metrics", "psnr,psnr_yuv", "--out", str(out), "--bpp-max", "2.0", "--fixed-range"])
     assert result.exit_code == 0, result.output
     with open(out / "points.csv") as f:
         points = list(csv.DictReader(f))
@@ -29,3 +31,13 @@ def test_eval_runs_on_one_clip_against_one_anchor(tmp_path):
     with open(out / "speed.csv") as f:
         assert {r["codec"] for r in csv.DictReader(f)} == codecs
     assert (out / "rd_foreman_352x288_psnr.png").stat().st_size > 1000
+
+
+def test_anchor_range_follows_the_tested_curve():
+    from evaluation.evaluate import matched_range
+
+    assert matched_range([0.02, 0.07, 0.04], (0.005, 0.15)) == pytest.approx((0.02 / 1.4, 0.07 * 1.4))
+    assert matched_range([0.004, 0.2], (0.005, 0.15)) == (0.005, 0.15)  # clipped to the limits
+    assert matched_range([], (0.005, 0.15)) == (0.005, 0.15)
+    assert matched_range([float("nan"), 0.0], (0.005, 0.15)) == (0.005, 0.15)
+    assert matched_range([0.5, 0.9], (0.005, 0.15)) == (0.005, 0.15)  # no overlap left: the limits stand
