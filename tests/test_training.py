@@ -153,3 +153,18 @@ def test_reinit_vae_replaces_only_the_vae(tmp_path):
         assert torch.equal(value, source.rate(0).state_dict()[key]), key
     with pytest.raises(ValueError, match="vae stage"):
         TrainConfig(out="unused", stage="intra", reinit_vae=True).validate()
+
+
+def test_latent_anchor_term_enters_the_loss(tmp_path):
+    clip = carphone_clip(2)
+    cfg = TrainConfig(out=str(tmp_path / "run"), stage="inter", num_rates=1, steps=1, batch=1, frames=2, crop=64, w_adv=0,
+                      w_latent=3.0, seed=0)
+    trainer = Trainer(cfg, fixed_batches(clip))
+    out = trainer.losses(clip)
+    assert out["latent"] > 0 and torch.isfinite(out["latent"])
+    rest = cfg.lmbda * out["bpp"] + out["distortion"] + cfg.w_temporal * out["temporal"]
+    assert float(out["loss"] - rest) == pytest.approx(3.0 * float(out["latent"]), rel=1e-4)
+    results = code_sequence(trainer.model.rate(0), trainer.model.vae, clip)
+    with torch.no_grad():  # the I-frame's term is the distance of its x0 from the VAE latent of the frame
+        latent = trainer.model.vae.encode(clip[:, 0])
+    assert float(results[0].latent_mse) == pytest.approx(float((results[0].state.ref_frame - latent).pow(2).mean()), rel=1e-4)

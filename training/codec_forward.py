@@ -54,6 +54,14 @@ class FrameResult:
     bits: Tensor  # (B,) estimated bits of the frame
     bpp: Tensor  # (B,) bits per original pixel
     state: TrainState
+    latent_mse: Tensor  # (B,) mean squared distance of x0 from the VAE latent of the input frame
+
+
+def latent_mse(x0: Tensor, target: Tensor) -> Tensor:
+    """Per item: how far the U-Net's x0 lies from the VAE's own latent of the frame. The frozen VAE decoder starts
+    with GroupNorm, so without this anchor a codec trained only through it can drift to latents far outside the
+    VAE's distribution (measured: 100× the latent's scale) that it decodes blurrily."""
+    return (x0.float() - target.float()).pow(2).flatten(1).mean(1)
 
 
 def _masked_pass(y: Tensor, y_hat: Tensor, sel: Tensor, scales: Tensor, means: Tensor, symbol_range) -> tuple[Tensor, Tensor]:
@@ -82,7 +90,8 @@ def code_intra(nets: RateModel, vae: CodecVAE, x: Tensor) -> FrameResult:
     f_pix, tokens = nets.intra.decode(y_hat, z_semantic)
     x0, feats = nets.unet(f_pix, tokens, None, "iframe")
     x_hat = vae.decode(x0)[..., :h, :w]
-    return FrameResult(x_hat, bits, bits / (h * w), TrainState(ref_frame=x0, ref_feature=None, unet_feats=list(feats)))
+    state = TrainState(ref_frame=x0, ref_feature=None, unet_feats=list(feats))
+    return FrameResult(x_hat, bits, bits / (h * w), state, latent_mse(x0, latent.detach()))
 
 
 def code_inter(nets: RateModel, vae: CodecVAE, x: Tensor, state: TrainState, reset_interval: int = 32) -> FrameResult:
@@ -107,7 +116,9 @@ def code_inter(nets: RateModel, vae: CodecVAE, x: Tensor, state: TrainState, res
     x0, feats = nets.unet(f_pix, tokens, state.unet_feats, "pframe")
     x_hat = vae.decode(x0)[..., :h, :w]
     new_state = TrainState(ref_frame=x0, ref_feature=feature, unet_feats=list(feats), p_index=state.p_index + 1)
-    return FrameResult(x_hat, bits, bits / (h * w), new_state)
+    with torch.no_grad():
+        target = vae.encode(xp)
+    return FrameResult(x_hat, bits, bits / (h * w), new_state, latent_mse(x0, target))
 
 
 def code_sequence(nets: RateModel, vae: CodecVAE, frames: Tensor, reset_interval: int = 32) -> list[FrameResult]:

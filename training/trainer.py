@@ -65,6 +65,7 @@ class TrainConfig:
     w_perc: float = 0.5
     w_adv: float = 0.01
     w_temporal: float = 0.5
+    w_latent: float = 0.0  # weight of ‖x0 − VAE latent‖² (keeps the codec's x0 inside the VAE's latent distribution)
     adv_start: int = 200
     reset_interval: int = 32
     log_every: int = 10
@@ -220,6 +221,10 @@ class Trainer:
         bpp = torch.stack([r.bpp.mean() for r in results]).mean()
         loss = cfg.lmbda * bpp + dist
         out = {"distortion": dist, "bpp": bpp}
+        if cfg.w_latent > 0:
+            latent = torch.stack([r.latent_mse.mean() for r in results]).mean()
+            loss = loss + cfg.w_latent * latent
+            out["latent"] = latent
         if len(results) > 1:
             temporal = torch.stack([
                 temporal_loss(results[t].x_hat, results[t - 1].x_hat, frames[t], frames[t - 1]).mean() for t in range(1, len(results))
