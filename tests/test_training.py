@@ -168,3 +168,20 @@ def test_latent_anchor_term_enters_the_loss(tmp_path):
     with torch.no_grad():  # the I-frame's term is the distance of its x0 from the VAE latent of the frame
         latent = trainer.model.vae.encode(clip[:, 0])
     assert float(results[0].latent_mse) == pytest.approx(float((results[0].state.ref_frame - latent).pow(2).mean()), rel=1e-4)
+
+
+def test_rescale_x0_divides_the_output_by_one_factor(tmp_path):
+    clip = carphone_clip(1)
+    base = Trainer(TrainConfig(out=str(tmp_path / "a"), stage="intra", num_rates=1, steps=1, crop=64, batch=1, seed=2), fixed_batches(clip))
+    with torch.no_grad():
+        x0 = code_sequence(base.model.rate(0), base.model.vae, clip)[0].state.ref_frame
+    scaled = Trainer(TrainConfig(out=str(tmp_path / "b"), stage="intra", num_rates=1, steps=1, crop=64, batch=1, seed=2,
+                                 rescale_x0=True), fixed_batches(clip))
+    k = scaled.x0_scale_divided
+    with torch.no_grad():
+        x0_scaled = code_sequence(scaled.model.rate(0), scaled.model.vae, clip)[0].state.ref_frame
+        latent = scaled.model.vae.encode(clip[:, 0])
+    assert k > 0 and torch.allclose(x0_scaled * k, x0, rtol=1e-3, atol=1e-4 * float(x0.abs().max()))
+    assert float(x0_scaled.std()) == pytest.approx(float(latent.std()), rel=1e-3)
+    with pytest.raises(ValueError, match="rescale_x0"):
+        TrainConfig(out="unused", stage="vae", rescale_x0=True).validate()

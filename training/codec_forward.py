@@ -94,6 +94,23 @@ def code_intra(nets: RateModel, vae: CodecVAE, x: Tensor) -> FrameResult:
     return FrameResult(x_hat, bits, bits / (h * w), state, latent_mse(x0, latent.detach()))
 
 
+@torch.no_grad()
+def match_x0_scale(nets: RateModel, vae: CodecVAE, x: Tensor) -> float:
+    """Rescale the U-Net's two output layers (the ``vae_reduction`` tail that makes x_t, and ``conv_out`` that makes
+    ε) by one factor k so that the I-frame x0 of ``x`` has the spread of the VAE latent. x0 = (x_t − √(1−ᾱ)·ε)/√ᾱ is
+    linear in (x_t, ε), so x0 becomes exactly x0/k. Used once on a model whose x0 drifted out of the VAE's latent
+    distribution (see :func:`latent_mse`) before training it with the latent term. Returns k."""
+    x0 = code_intra(nets, vae, x).state.ref_frame
+    k = float(x0.std() / vae.encode(pad_to_multiple(x)).std())
+    if not math.isfinite(k) or k <= 0:
+        raise ValueError(f"cannot match the x0 scale: factor {k}")
+    unet = nets.unet
+    for conv in (unet.vae_reduction.blocks[-1], unet.vae_reduction.short_cut, unet.conv_out):
+        conv.weight.div_(k)
+        conv.bias.div_(k)
+    return k
+
+
 def code_inter(nets: RateModel, vae: CodecVAE, x: Tensor, state: TrainState, reset_interval: int = 32) -> FrameResult:
     """P-frame against ``state`` (gradients flow into the previous frames through the buffer)."""
     h, w = x.shape[-2:]

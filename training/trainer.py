@@ -35,7 +35,7 @@ from s2vc.checkpoint import load_model, save_checkpoint
 from s2vc.model import S2VCModel, build_model
 from s2vc.presets import get_preset
 
-from .codec_forward import code_sequence, code_intra
+from .codec_forward import code_intra, code_sequence, match_x0_scale
 from .losses import PatchDiscriminator, discriminator_loss, generator_adv_loss, ms_ssim_loss, temporal_loss
 
 STAGES = ("vae", "intra", "inter")
@@ -49,6 +49,7 @@ class TrainConfig:
     preset: str = "tiny"
     init: str | None = None  # an s2vc checkpoint folder to start from (e.g. the previous stage's model/)
     init_rate_from: int | None = None  # copy this rate point's networks into ``rate`` first (warm start)
+    rescale_x0: bool = False  # before training, scale the U-Net output so x0 has the VAE latent's spread (intra/inter)
     reinit_vae: bool = False  # start the VAE from random weights (vae stage; e.g. to leave a poor optimum behind)
     freeze_base: bool | None = None  # train only LoRA, TCG and heads of the U-Net (default: for the official preset)
     num_rates: int = 4
@@ -83,6 +84,8 @@ class TrainConfig:
             raise ValueError(f"crop {self.crop} must be a multiple of 64")
         if self.stage == "inter" and self.frames < 2:
             raise ValueError("the inter stage needs at least 2 frames per sample")
+        if self.rescale_x0 and self.stage == "vae":
+            raise ValueError("rescale_x0 needs the intra or inter stage (it rescales the codec U-Net's output)")
         if self.reinit_vae and self.stage != "vae":
             raise ValueError("reinit_vae needs the vae stage (the codec networks are trained on the VAE's latent space)")
         if self.lr_schedule not in LR_SCHEDULES:
@@ -157,6 +160,10 @@ class Trainer:
             self.model.invalidate_caches()
         if cfg.init_rate_from is not None and cfg.init_rate_from != cfg.rate:
             self.model.rate(cfg.rate).load_state_dict(self.model.rate(cfg.init_rate_from).state_dict())
+        self.x0_scale_divided = None
+        if cfg.rescale_x0:
+            self.x0_scale_divided = match_x0_scale(self.model.rate(cfg.rate), self.model.vae, next(batches(0))[:, 0].to(self.device))
+            self.model.invalidate_caches()
         self.params = trainable_parameters(self.model, cfg)
         self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
         self.disc = PatchDiscriminator().to(self.device)
