@@ -7,7 +7,9 @@ Stages (the release's recipe, scaled down):
 * ``inter`` — cascades of T frames (I, then P-frames on the running buffer, gradients through the buffers):
   inter codec + U-Net (``pframe`` adapter, TCG), intra codec and VAE frozen; λ·R + distortion + temporal.
 
-Distortion = L1 + w_perc·(1 − MS-SSIM) + w_adv·hinge-GAN (after ``adv_start`` steps). For the ``official``
+Distortion = L1 + w_perc·(1 − MS-SSIM) + w_adv·hinge-GAN (after ``adv_start`` steps); optionally
+w_latent·‖x0 − VAE latent‖², which keeps the codec's x0 where the frozen VAE decoder expects it. The learning rate is
+constant or cosine-decayed (``lr_schedule``), a pure function of the step so that resuming continues it. For the ``official``
 preset only the LoRA adapters, the TCG blocks and the codec heads train (the SD base stays frozen).
 
 Run folder: ``config.json`` (the TrainConfig), ``metrics.csv`` (one row per logged step), ``checkpoints/last.pt``
