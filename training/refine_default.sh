@@ -2,9 +2,11 @@
 # The second half of the shipped default's recipe (the first is train_default.sh): a new VAE trained from random
 # weights without the adversarial term (the first recipe's GAN term held the tiny VAE at ≈ 19 dB), then every
 # rate point's intra and inter stages re-fitted to its latent space with cosine learning-rate decay and the latent
-# anchor, then 6-frame cascades against drift; installs the result as weights/default.
+# anchor, then 6-frame cascades against drift. Its result is a candidate, not the shipped model: see "Refine
+# experiment" in docs/results.md (better pictures at rates 2–3, but the four rate points collapsed to one bitrate).
+# Install a candidate with: .venv/bin/python -m training.export RUNS/candidate weights/default
 # Usage: training/refine_default.sh [RUNS_DIR] [SCALE] [FROM_MODEL]
-# SCALE multiplies every step count (1 = the recipe used for the shipped weights: ≈ 100 min on 2 CPU cores).
+# SCALE multiplies every step count (1 = the run reported in docs/results.md: ≈ 100 min on 2 CPU cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-runs/refine}
@@ -41,4 +43,4 @@ for r in 0 1 2 3; do
       --steps "$(steps 80)" --batch 2 --frames 6 --lr 1e-4 "${COMMON[@]}"
   prev="$RUNS/r$r-long/model"
 done
-.venv/bin/python -m training.export "$prev" weights/default
+.venv/bin/python -m training.export "$prev" "$RUNS/candidate"
