@@ -108,11 +108,15 @@ def test_a_bad_item_fails_alone(tiny_model, streams, one_at_a_time):
 
     ref_units = [one_at_a_time[i][0][0] for i in range(3)]
     corrupt = dataclasses.replace(ref_units[1], payload=ref_units[1].payload[:4] + bytes(len(ref_units[1].payload) - 4))
+    # The good items still decode: exactly as one at a time when exact; when stacked (exact=False) the batch's
+    # make-up changes once the bad unit drops out (float kernels are not batch-invariant: on an AMD EPYC the final
+    # VAE decode of one item differs from the same item in a stack of two by one level), so within one level.
     for exact in (True, False):
         decoded = codec.decode_batch(states, [ref_units[0], corrupt, ref_units[2]], exact=exact)
         assert isinstance(decoded[1], (StateMismatchError, CorruptStreamError))
-        assert np.array_equal(decoded[0][0], one_at_a_time[0][2][0])
-        assert np.array_equal(decoded[2][0], one_at_a_time[2][2][0])
+        for i in (0, 2):
+            error = np.abs(decoded[i][0].astype(int) - one_at_a_time[i][2][0]).max()
+            assert error == 0 if exact else error <= 1, (exact, i, error)
 
 
 def test_single_calls_still_raise(tiny_model):
