@@ -164,7 +164,9 @@ def test_latent_anchor_term_enters_the_loss(tmp_path):
     assert out["latent"] > 0 and torch.isfinite(out["latent"])
     rest = cfg.lmbda * out["bpp"] + out["distortion"] + cfg.w_temporal * out["temporal"]
     assert float(out["loss"] - rest) == pytest.approx(3.0 * float(out["latent"]), rel=1e-4)
-    results = code_sequence(trainer.model.rate(0), trainer.model.vae, clip)
+    assert out["latent"].requires_grad  # the term trains the networks, P-frames included
+    results = code_sequence(trainer.model.rate(0), trainer.model.vae, clip, with_latent=True)
+    assert results[1].latent_mse.requires_grad
     with torch.no_grad():  # the I-frame's term is the distance of its x0 from the VAE latent of the frame
         latent = trainer.model.vae.encode(clip[:, 0])
     assert float(results[0].latent_mse) == pytest.approx(float((results[0].state.ref_frame - latent).pow(2).mean()), rel=1e-4)

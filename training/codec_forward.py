@@ -54,13 +54,13 @@ class FrameResult:
     bits: Tensor  # (B,) estimated bits of the frame
     bpp: Tensor  # (B,) bits per original pixel
     state: TrainState
-    latent_mse: Tensor  # (B,) mean squared distance of x0 from the VAE latent of the input frame
+    latent_mse: Tensor | None  # (B,) mean squared distance of x0 from the VAE latent of the frame (None: not asked for)
 
 
 def latent_mse(x0: Tensor, target: Tensor) -> Tensor:
     """Per item: how far the U-Net's x0 lies from the VAE's own latent of the frame. The frozen VAE decoder starts
     with GroupNorm, so without this anchor a codec trained only through it can drift to latents far outside the
-    VAE's distribution (measured: 100× the latent's scale) that it decodes blurrily."""
+    VAE's distribution (measured: ≈ 140× the latent's spread) that it decodes blurrily."""
     return (x0.float() - target.float()).pow(2).flatten(1).mean(1)
 
 
@@ -111,7 +111,8 @@ def match_x0_scale(nets: RateModel, vae: CodecVAE, x: Tensor) -> float:
     return k
 
 
-def code_inter(nets: RateModel, vae: CodecVAE, x: Tensor, state: TrainState, reset_interval: int = 32) -> FrameResult:
+def code_inter(nets: RateModel, vae: CodecVAE, x: Tensor, state: TrainState, reset_interval: int = 32,
+               with_latent: bool = False) -> FrameResult:
     """P-frame against ``state`` (gradients flow into the previous frames through the buffer)."""
     h, w = x.shape[-2:]
     xp = pad_to_multiple(x)
@@ -133,14 +134,18 @@ def code_inter(nets: RateModel, vae: CodecVAE, x: Tensor, state: TrainState, res
     x0, feats = nets.unet(f_pix, tokens, state.unet_feats, "pframe")
     x_hat = vae.decode(x0)[..., :h, :w]
     new_state = TrainState(ref_frame=x0, ref_feature=feature, unet_feats=list(feats), p_index=state.p_index + 1)
-    with torch.no_grad():
-        target = vae.encode(xp)
-    return FrameResult(x_hat, bits, bits / (h * w), new_state, latent_mse(x0, target))
+    distance = None
+    if with_latent:  # an extra VAE encode per P-frame, only when the latent term is on
+        with torch.no_grad():
+            target = vae.encode(xp)
+        distance = latent_mse(x0, target)  # outside no_grad: the gradient reaches x0
+    return FrameResult(x_hat, bits, bits / (h * w), new_state, distance)
 
 
-def code_sequence(nets: RateModel, vae: CodecVAE, frames: Tensor, reset_interval: int = 32) -> list[FrameResult]:
+def code_sequence(nets: RateModel, vae: CodecVAE, frames: Tensor, reset_interval: int = 32,
+                  with_latent: bool = False) -> list[FrameResult]:
     """Cascade over (B, T, 3, H, W): frame 0 as I, the rest as P-frames on the running buffer."""
     results = [code_intra(nets, vae, frames[:, 0])]
     for t in range(1, frames.shape[1]):
-        results.append(code_inter(nets, vae, frames[:, t], results[-1].state, reset_interval))
+        results.append(code_inter(nets, vae, frames[:, t], results[-1].state, reset_interval, with_latent))
     return results

@@ -224,7 +224,7 @@ class Trainer:
             x_hat = vae.decode(vae.encode(x))
             dist = (x_hat - x).abs().mean() + cfg.w_perc * ms_ssim_loss(x_hat, x).mean()
             return {"loss": dist, "distortion": dist, "bpp": torch.zeros(()), "psnr": _psnr(x_hat, x), "x_hat": x_hat, "x": x}
-        results = [code_intra(nets, vae, clip[:, 0])] if cfg.stage == "intra" else code_sequence(nets, vae, clip, cfg.reset_interval)
+        results = [code_intra(nets, vae, clip[:, 0])] if cfg.stage == "intra" else code_sequence(nets, vae, clip, cfg.reset_interval, cfg.w_latent > 0)
         frames = [clip[:, t] for t in range(len(results))]
         dist = torch.stack([(r.x_hat - x).abs().mean() + cfg.w_perc * ms_ssim_loss(r.x_hat, x).mean() for r, x in zip(results, frames)]).mean()
         bpp = torch.stack([r.bpp.mean() for r in results]).mean()
