@@ -206,7 +206,7 @@ def load_release(
     pool = _TensorPool() if share_tensors else None
 
     def read(path: Path) -> dict[str, torch.Tensor]:
-        tensors = load_file(str(path), device="cpu")
+        tensors = {k: aligned(v) for k, v in load_file(str(path), device="cpu").items()}
         return pool.share(tensors) if pool is not None else tensors
 
     def loader(index: int) -> RateModel:
@@ -299,6 +299,22 @@ def load_model(spec: str | Path | None = None, *, device: str | torch.device = "
 
 
 # ----------------------------------------------------------------------------------------------- helpers
+WEIGHT_ALIGNMENT = 64  # bytes; what torch's CPU allocator gives every fresh tensor
+
+
+def aligned(t: torch.Tensor) -> torch.Tensor:
+    """``t`` itself if its data starts on a 64-byte boundary, else a contiguous aligned copy.
+
+    Tensors read from a safetensors file sit at the file's byte offsets. MKL and oneDNN pick their code path by
+    the alignment of the operands, and different paths round differently: a model whose weights sit at other
+    offsets than the encoder's computes other floats, and the decoder state check fails on the first P-frame
+    (seen on AMD EPYC). Weights are loaded with ``assign=True`` only through this function.
+    """
+    if t.device.type == "cpu" and t.data_ptr() % WEIGHT_ALIGNMENT:
+        return t.clone(memory_format=torch.contiguous_format)
+    return t
+
+
 class _TensorPool:
     """Hands out one tensor per distinct content (dtype, shape, bytes), so identical weights are held once."""
 

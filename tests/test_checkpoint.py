@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from s2vc.checkpoint import load_checkpoint, load_model, save_checkpoint
+from s2vc.checkpoint import WEIGHT_ALIGNMENT, aligned, load_checkpoint, load_model, save_checkpoint
 from s2vc.codec import Codec
 from s2vc.errors import CheckpointError
 
@@ -86,3 +86,13 @@ def test_half_precision_storage_loads_as_float32(saved, tmp_path):
         assert w.dtype == v.dtype
         if v.is_floating_point():
             assert torch.equal(w, v.half().float())
+
+
+def test_weights_read_at_file_offsets_are_realigned():
+    """A tensor at an odd byte offset (as safetensors hands out) is copied to an aligned buffer; others are kept."""
+    base = torch.arange(17, dtype=torch.float32)
+    offset = base[1:]
+    assert offset.data_ptr() % WEIGHT_ALIGNMENT != 0
+    moved = aligned(offset)
+    assert moved.data_ptr() % WEIGHT_ALIGNMENT == 0 and torch.equal(moved, offset)
+    assert aligned(base) is base
