@@ -5,7 +5,8 @@
 # anchor, then 6-frame cascades against drift, then rates 0–1 re-derived from rate 2 to spread the rate points.
 # The shipped weights/default is this script's result (docs/results.md). It writes RUNS/candidate; install with:
 #   .venv/bin/python -m training.export RUNS/candidate weights/default
-# Usage: training/refine_default.sh [RUNS_DIR] [SCALE] [FROM_MODEL]   (FROM_MODEL: the first recipe's result)
+# Usage: training/refine_default.sh [RUNS_DIR] [SCALE] [FROM_MODEL]
+# FROM_MODEL: the first recipe's result (train_default.sh installs it as weights/default, the default here).
 # SCALE multiplies every step count (1 = the run reported in docs/results.md: ≈ 130 min on 2 CPU cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
