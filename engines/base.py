@@ -46,6 +46,10 @@ class Engine:
         return self.model.num_rates
 
     @property
+    def reset_interval(self) -> int | None:
+        return getattr(self.model, "reset_interval", None)
+
+    @property
     def untrained(self) -> bool:
         return bool(getattr(self.model, "untrained", False))
 

@@ -75,6 +75,7 @@ def save_checkpoint(
         "weights": WEIGHTS_NAME,
         "sha256": digest,
         "storage_dtype": storage_dtype,
+        **({"reset_interval": model.reset_interval} if model.reset_interval else {}),
         **(dict(extra) if extra else {}),
     }
     tmp_cfg = folder / (CONFIG_NAME + ".tmp")
@@ -125,6 +126,10 @@ def load_checkpoint(folder: str | Path, *, verify: bool = False, device: str | t
         preset, rate_names, model_id=config.get("model_id"), weight_hash=bytes.fromhex(digest)[:8], loader=loader, build_rates=False
     )
     _load_strict(model.vae, load_prefix("vae."), f"{weights_path} (vae)")
+    reset_interval = config.get("reset_interval")
+    if reset_interval is not None and (not isinstance(reset_interval, int) or reset_interval < 1):
+        raise CheckpointError(f"{cfg_path}: reset_interval must be a positive integer, got {reset_interval!r}")
+    model.reset_interval = reset_interval
     model.to(device)
     for i in range(len(rate_names)):  # own checkpoints are small enough to keep every rate point resident
         model.rate(i)

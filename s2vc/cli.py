@@ -83,7 +83,9 @@ def encode(
     frames: Optional[int] = typer.Option(None, "--frames", "-n", min=1, help="Encode at most this many frames."),
     size: Optional[str] = typer.Option(None, "--size", help="WIDTHxHEIGHT of a raw .yuv/.rgb input."),
     fps: Optional[float] = typer.Option(None, "--fps", help="Frame rate to record (default: the input's, or 25)."),
-    reset_interval: int = typer.Option(32, "--reset-interval", min=1, help="P-frames between context re-anchors (the release uses 32)."),
+    reset_interval: Optional[int] = typer.Option(
+        None, "--reset-interval", min=1, help="P-frames between context re-anchors (default: the model's recommendation, else 32 as the release)."
+    ),
     intra_period: int = typer.Option(0, "--intra-period", min=0, help="An I-frame every N frames (0: only the first)."),
     device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
     engine: str = typer.Option("torch", "--engine", help=ENGINE_HELP),

@@ -97,14 +97,21 @@ class _Symbols:
         return entropy.symbols_crc32([self.z, *(symbols for symbols, _ in self.y_passes)])
 
 
+DEFAULT_RESET_INTERVAL = 32  # the release's P-frames between context re-anchors
+
+
 class Codec:
     """Encoder and decoder of one model. Holds no stream state: every call takes and returns a StreamState.
 
-    ``reset_interval``: P-frames between context re-anchors (the release uses 32). ``intra_period``: an I-frame
-    every that many frames (0 = only the first).
+    ``reset_interval``: P-frames between context re-anchors; ``None`` takes the model's own recommendation, else
+    32 as in the release. ``intra_period``: an I-frame every that many frames (0 = only the first).
     """
 
-    def __init__(self, model: ModelNetworks, device: str | torch.device | None = None, *, reset_interval: int = 32, intra_period: int = 0) -> None:
+    def __init__(
+        self, model: ModelNetworks, device: str | torch.device | None = None, *, reset_interval: int | None = None, intra_period: int = 0
+    ) -> None:
+        if reset_interval is None:
+            reset_interval = getattr(model, "reset_interval", None) or DEFAULT_RESET_INTERVAL
         if reset_interval < 1:
             raise ValueError("reset_interval must be at least 1")
         if intra_period < 0:

@@ -66,6 +66,7 @@ class S2VCModel(nn.Module):
                 self.rates[str(i)] = RateModel(preset)
         self._loader = loader
         self.untrained = False  # set for random-weight models so that tools can warn
+        self.reset_interval: int | None = None  # the context re-anchor interval the weights were tuned for, if any
         self._weight_hash = weight_hash
         self._lock = threading.Lock()
         self._z_pmf_cache: dict[tuple[int, int, int], np.ndarray] = {}

@@ -68,6 +68,7 @@ class ModelNetworks(Protocol):
     model_id: str
     weight_hash: bytes
     num_rates: int
+    reset_interval: int | None  # the model's recommended P-frames between context re-anchors (None: the codec's 32)
 
     def rate(self, index: int) -> RateNetworks: ...
 

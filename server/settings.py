@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     engine: str = Field("torch", description="Runtime that executes the networks (engines/: torch, onnxruntime, tensorrt).")
     device: str = "cpu"
     threads: int | None = Field(None, ge=1, description="CPU threads for torch (default: torch's choice).")
-    reset_interval: int = Field(32, ge=1, description="P-frames between context re-anchors (as `s2vc encode`).")
+    reset_interval: int | None = Field(None, ge=1, description="P-frames between context re-anchors; unset: the model's recommendation, else 32 (as `s2vc encode`).")
     intra_period: int = Field(0, ge=0, description="An I-frame every N frames; 0 = only the first (as `s2vc encode`).")
 
     router_id_header: str | None = Field(

@@ -96,3 +96,22 @@ def test_weights_read_at_file_offsets_are_realigned():
     moved = aligned(offset)
     assert moved.data_ptr() % WEIGHT_ALIGNMENT == 0 and torch.equal(moved, offset)
     assert aligned(base) is base
+
+
+def test_a_checkpoint_carries_its_reset_interval(saved, tmp_path):
+    """The interval the weights were tuned for becomes the codec's default; an explicit one still wins."""
+    model, folder = saved
+    assert load_checkpoint(folder).reset_interval is None and Codec(load_checkpoint(folder)).reset_interval == 32
+    model.reset_interval = 8
+    try:
+        tuned = save_checkpoint(model, tmp_path / "tuned")
+    finally:
+        model.reset_interval = None
+    loaded = load_checkpoint(tuned)
+    assert loaded.reset_interval == 8
+    assert Codec(loaded).reset_interval == 8 and Codec(loaded, reset_interval=32).reset_interval == 32
+    assert Codec(loaded).sequence_params(64, 64).reset_interval == 8
+    config = json.loads((tuned / "config.json").read_text())
+    (tuned / "config.json").write_text(json.dumps({**config, "reset_interval": 0}))
+    with pytest.raises(CheckpointError, match="reset_interval"):
+        load_checkpoint(tuned)

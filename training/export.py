@@ -19,8 +19,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("dest", type=Path, help="where to install it (weights/default)")
     parser.add_argument("--dtype", default="float16", choices=("float16", "bfloat16", "float32"))
     parser.add_argument("--max-mb", type=float, default=20.0, help="refuse to install a model larger than this (MB)")
+    parser.add_argument("--reset-interval", type=int, default=None,
+                        help="record the P-frames between context re-anchors these weights were tuned for (the codec's default for this model)")
     args = parser.parse_args(argv)
+    if args.reset_interval is not None and args.reset_interval < 1:
+        parser.error("--reset-interval must be at least 1")
     model = load_checkpoint(args.source)
+    if args.reset_interval is not None:
+        model.reset_interval = args.reset_interval
     tmp = args.dest.with_name(args.dest.name + ".new")
     shutil.rmtree(tmp, ignore_errors=True)
     save_checkpoint(model, tmp, storage_dtype=args.dtype, extra={"source": str(args.source), "trained": True})
