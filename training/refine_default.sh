@@ -4,7 +4,7 @@
 # rate point's intra and inter stages re-fitted to its latent space with cosine learning-rate decay and the latent
 # anchor, then 6-frame cascades against drift, then rates 0–1 re-derived from rate 2 to spread the rate points.
 # The shipped weights/default is this script's result (docs/results.md). It writes RUNS/candidate; install with:
-#   .venv/bin/python -m training.export RUNS/candidate weights/default
+#   .venv/bin/python -m training.export RUNS/candidate weights/default --reset-interval 8
 # Usage: training/refine_default.sh [RUNS_DIR] [SCALE] [FROM_MODEL]
 # FROM_MODEL: the first recipe's result (train_default.sh installs it as weights/default, the default here).
 # SCALE multiplies every step count (1 = the run reported in docs/results.md: ≈ 130 min on 2 CPU cores).
@@ -53,4 +53,10 @@ $S2VC train --out "$RUNS/s1-inter" --init "$RUNS/s0-inter/model" --init-rate-fro
     --steps "$(steps 60)" --batch 6 --frames 3 --lr 1e-4 --warmup 5 "${COMMON[@]}"
 $S2VC train --out "$RUNS/s0b-inter" --init "$RUNS/s1-inter/model" --init-rate-from 1 --stage inter --rate 0 --lambda 15 --w-latent 1 \
     --steps "$(steps 300)" --batch 6 --frames 3 --lr 3e-4 --warmup 10 "${COMMON[@]}"
-.venv/bin/python -m training.export "$RUNS/s0b-inter/model" "$RUNS/candidate"
+# 6-frame cascades for the two new rate points. Alone they still drift after ≈ 40 frames at these rates; re-anchoring
+# the context every 8 P-frames (recorded in the model, so the codec uses it by default) holds all four points.
+$S2VC train --out "$RUNS/s0-long" --init "$RUNS/s0b-inter/model" --stage inter --rate 0 --lambda 15 --w-latent 1 \
+    --steps "$(steps 150)" --batch 2 --frames 6 --lr 1e-4 "${COMMON[@]}"
+$S2VC train --out "$RUNS/s1-long" --init "$RUNS/s0-long/model" --stage inter --rate 1 --lambda 6 --w-latent 1 \
+    --steps "$(steps 150)" --batch 2 --frames 6 --lr 1e-4 "${COMMON[@]}"
+.venv/bin/python -m training.export "$RUNS/s1-long/model" "$RUNS/candidate" --reset-interval 8
