@@ -187,3 +187,24 @@ def test_rescale_x0_divides_the_output_by_one_factor(tmp_path):
     assert float(x0_scaled.std()) == pytest.approx(float(latent.std()), rel=1e-3)
     with pytest.raises(ValueError, match="rescale_x0"):
         TrainConfig(out="unused", stage="vae", rescale_x0=True).validate()
+
+
+def test_reset_interval_reaches_the_cascade_and_the_saved_model(tmp_path):
+    clip = carphone_clip(3)
+
+    def trainer(out: str, **options) -> Trainer:
+        cfg = TrainConfig(out=str(tmp_path / out), stage="inter", num_rates=1, steps=1, batch=1, frames=3, crop=64, w_adv=0, seed=4, **options)
+        return Trainer(cfg, fixed_batches(clip))
+
+    every, default = trainer("every", reset_interval=1), trainer("default")
+    assert (every.reset_interval, default.reset_interval) == (1, 32)
+    with torch.no_grad():  # same weights; the third frame re-anchors its context only with an interval of 1
+        assert not torch.equal(every.losses(clip)["loss"], default.losses(clip)["loss"])
+    every.fit()
+    saved = load_checkpoint(tmp_path / "every" / "model")
+    assert saved.reset_interval == 1 and Codec(saved).reset_interval == 1
+    follow = trainer("follow", init=str(tmp_path / "every" / "model"))
+    assert follow.reset_interval == 1  # an --init model's interval carries on unless told otherwise
+    assert trainer("override", init=str(tmp_path / "every" / "model"), reset_interval=4).reset_interval == 4
+    with pytest.raises(ValueError, match="reset_interval"):
+        TrainConfig(out="unused", reset_interval=0).validate()

@@ -34,6 +34,10 @@ def train(
     w_perc: float = typer.Option(0.5, "--w-perc", help="Weight of the perceptual term (1 − MS-SSIM) against L1."),
     rescale_x0: bool = typer.Option(False, "--rescale-x0", help="intra/inter: first scale the U-Net's output layers so that x0 has the VAE latent's spread (for a model whose x0 drifted; combine with --w-latent)."),
     w_latent: float = typer.Option(0.0, "--w-latent", help="intra/inter: weight of ‖x0 − VAE latent of the frame‖², which keeps the codec's output inside the VAE's latent distribution."),
+    reset_interval: Optional[int] = typer.Option(
+        None, "--reset-interval", min=1,
+        help="inter: P-frames between context re-anchors in the cascades, recorded in the saved model as the codec's default (default: the --init model's, else 32).",
+    ),
     adv_start: int = typer.Option(200, "--adv-start", help="Step from which the adversarial term is on."),
     w_adv: float = typer.Option(0.01, "--w-adv"),
     val_clip: Optional[Path] = typer.Option(None, "--val-clip", help="A clip for validation bpp/PSNR with real bitstreams."),
@@ -64,7 +68,7 @@ def train(
         out=str(out), stage=stage, preset=preset, init=str(init) if init else None, num_rates=num_rates, rate=rate,
         init_rate_from=init_rate_from, freeze_base=freeze_base, lmbda=lmbda, steps=steps, batch=batch, frames=1 if stage != "inter" else frames,
         crop=crop, lr=lr, lr_schedule=lr_schedule, lr_final_ratio=lr_final_ratio, warmup=warmup, reinit_vae=reinit_vae,
-        w_perc=w_perc, w_latent=w_latent, rescale_x0=rescale_x0, adv_start=adv_start, w_adv=w_adv, log_every=log_every, checkpoint_every=checkpoint_every,
+        w_perc=w_perc, w_latent=w_latent, rescale_x0=rescale_x0, adv_start=adv_start, w_adv=w_adv, reset_interval=reset_interval, log_every=log_every, checkpoint_every=checkpoint_every,
         seed=seed, device=device,
     )
     try:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from s2vc.codec import INTER_Y_RANGE, INTER_Z_RANGE, INTRA_Y_RANGE, pad_to_multiple
+from s2vc.codec import DEFAULT_RESET_INTERVAL, INTER_Y_RANGE, INTER_Z_RANGE, INTRA_Y_RANGE, pad_to_multiple
 from s2vc.entropy import SCALE_MAX, SCALE_MIN
 from s2vc.model import RateModel
 from s2vc.networks.inter import checkerboard_masks
@@ -111,7 +111,7 @@ def match_x0_scale(nets: RateModel, vae: CodecVAE, x: Tensor) -> float:
     return k
 
 
-def code_inter(nets: RateModel, vae: CodecVAE, x: Tensor, state: TrainState, reset_interval: int = 32,
+def code_inter(nets: RateModel, vae: CodecVAE, x: Tensor, state: TrainState, reset_interval: int = DEFAULT_RESET_INTERVAL,
                with_latent: bool = False) -> FrameResult:
     """P-frame against ``state`` (gradients flow into the previous frames through the buffer)."""
     h, w = x.shape[-2:]
@@ -142,7 +142,7 @@ def code_inter(nets: RateModel, vae: CodecVAE, x: Tensor, state: TrainState, res
     return FrameResult(x_hat, bits, bits / (h * w), new_state, distance)
 
 
-def code_sequence(nets: RateModel, vae: CodecVAE, frames: Tensor, reset_interval: int = 32,
+def code_sequence(nets: RateModel, vae: CodecVAE, frames: Tensor, reset_interval: int = DEFAULT_RESET_INTERVAL,
                   with_latent: bool = False) -> list[FrameResult]:
     """Cascade over (B, T, 3, H, W): frame 0 as I, the rest as P-frames on the running buffer."""
     results = [code_intra(nets, vae, frames[:, 0])]

@@ -34,6 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from s2vc.checkpoint import load_model, save_checkpoint
+from s2vc.codec import DEFAULT_RESET_INTERVAL
 from s2vc.model import S2VCModel, build_model
 from s2vc.presets import get_preset
 
@@ -70,7 +71,7 @@ class TrainConfig:
     w_temporal: float = 0.5
     w_latent: float = 0.0  # weight of ‖x0 − VAE latent‖² (keeps the codec's x0 inside the VAE's latent distribution)
     adv_start: int = 200
-    reset_interval: int = 32
+    reset_interval: int | None = None  # P-frames between context re-anchors in the cascades; None: the init model's, else 32
     log_every: int = 10
     checkpoint_every: int = 100
     seed: int = 0
@@ -84,6 +85,8 @@ class TrainConfig:
             raise ValueError(f"rate {self.rate} outside 0..{self.num_rates - 1}")
         if self.crop % 64:
             raise ValueError(f"crop {self.crop} must be a multiple of 64")
+        if self.reset_interval is not None and self.reset_interval < 1:
+            raise ValueError(f"reset_interval must be at least 1, got {self.reset_interval}")
         if self.stage == "inter" and self.frames < 2:
             raise ValueError("the inter stage needs at least 2 frames per sample")
         if self.rescale_x0 and self.stage == "vae":
@@ -162,6 +165,9 @@ class Trainer:
             self.model.invalidate_caches()
         if cfg.init_rate_from is not None and cfg.init_rate_from != cfg.rate:
             self.model.rate(cfg.rate).load_state_dict(self.model.rate(cfg.init_rate_from).state_dict())
+        if cfg.reset_interval is not None:  # recorded in the saved model, so the codec codes as the model was trained
+            self.model.reset_interval = cfg.reset_interval
+        self.reset_interval = self.model.reset_interval or DEFAULT_RESET_INTERVAL
         self.x0_scale_divided = None
         if cfg.rescale_x0:
             self.x0_scale_divided = match_x0_scale(self.model.rate(cfg.rate), self.model.vae, next(batches(0))[:, 0].to(self.device))
@@ -224,7 +230,7 @@ class Trainer:
             x_hat = vae.decode(vae.encode(x))
             dist = (x_hat - x).abs().mean() + cfg.w_perc * ms_ssim_loss(x_hat, x).mean()
             return {"loss": dist, "distortion": dist, "bpp": torch.zeros(()), "psnr": _psnr(x_hat, x), "x_hat": x_hat, "x": x}
-        results = [code_intra(nets, vae, clip[:, 0])] if cfg.stage == "intra" else code_sequence(nets, vae, clip, cfg.reset_interval, cfg.w_latent > 0)
+        results = [code_intra(nets, vae, clip[:, 0])] if cfg.stage == "intra" else code_sequence(nets, vae, clip, self.reset_interval, cfg.w_latent > 0)
         frames = [clip[:, t] for t in range(len(results))]
         dist = torch.stack([(r.x_hat - x).abs().mean() + cfg.w_perc * ms_ssim_loss(r.x_hat, x).mean() for r, x in zip(results, frames)]).mean()
         bpp = torch.stack([r.bpp.mean() for r in results]).mean()
