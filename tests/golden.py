@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from s2vc.bitstream import StreamReader, StreamWriter, Unit, UnitType
+from s2vc.bitstream import StreamReader, StreamWriter, UnitType
 from s2vc.codec import Codec
 from s2vc.model import S2VCModel
 from s2vc.pipeline import encode_frames
@@ -83,20 +83,12 @@ def frames_digest(frames: list[np.ndarray]) -> str:
     return digest.hexdigest()
 
 
-def read_units(data: bytes) -> list[Unit]:
-    reader = StreamReader(data)
-    units = []
-    while (unit := reader.read_unit()) is not None:
-        units.append(unit)
-    return units
-
-
 def with_state_checks(data: bytes, checks: list[int]) -> bytes:
     """``data`` rewritten with the given ``state_check`` of every unit (same order), all else unchanged."""
     reader = StreamReader(data)
     out = io.BytesIO()
     writer = StreamWriter(out, reader.params)
-    for unit, check in zip(read_units(data), checks, strict=True):
+    for unit, check in zip(reader, checks, strict=True):
         if unit.type != UnitType.END:
             writer.write_unit(dataclasses.replace(unit, state_check=check))
     writer.close()
@@ -111,7 +103,7 @@ def decode_with_own_checks(codec: Codec, data: bytes) -> list[np.ndarray]:
     params = StreamReader(data).params
     state = codec.new_state(params.width, params.height, params.rate)
     frames = []
-    for unit in read_units(data):
+    for unit in StreamReader(data):
         if unit.type in (UnitType.I, UnitType.P):
             check = state.check() if unit.type == UnitType.P else 0
             frame, state = codec.decode_frame(state, dataclasses.replace(unit, state_check=check))
