@@ -10,7 +10,7 @@ import typer
 
 def eval_command(
     clips: List[Path] = typer.Argument(..., help="Video clips to evaluate on (mp4/h264/y4m/…)."),
-    out: Path = typer.Option(Path("eval_out"), "--out", "-o", help="Folder for points.csv, bd_rate.csv, speed.csv and PNG plots."),
+    out: Path = typer.Option(Path("eval_out"), "--out", "-o", help="Folder for points.csv, bd_rate.csv, speed.csv, ceiling.csv and PNG plots."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model (default: the shipped one)."),
     rates: Optional[str] = typer.Option(None, "--rates", help="Comma-separated rate points (default: all)."),
     anchors: str = typer.Option("x264-medium", "--anchors", help="Comma-separated anchors: x264-medium, x264-veryslow, x265-medium, x265-veryslow, svtav1, vvenc-medium."),
@@ -22,7 +22,8 @@ def eval_command(
     metrics: str = typer.Option("psnr,psnr_yuv,ms_ssim,vmaf", "--metrics", help="psnr, psnr_yuv, ms_ssim, vmaf."),
     device: str = typer.Option("cpu", "--device"),
 ) -> None:
-    """Encode clips with S²VC and the anchors at matched low rates; write CSVs (BD-rate, speed) and plots."""
+    """Encode clips with S²VC and the anchors at matched low rates; write CSVs (BD-rate, speed, the model's
+    autoencoder ceiling) and plots."""
     from rich.console import Console
 
     from .evaluate import EvalConfig, evaluate
@@ -41,4 +42,7 @@ def eval_command(
     for row in result["bd_rate"]:
         if row["clip"] == "mean":
             console.print(f"BD-rate vs {row['anchor']} ({row['metric']}): {row['bd_rate_percent']:.1f} % ({row['note']})")
+    for row in result["ceiling"]:
+        values = ", ".join(f"{m} {row[m]:.2f}" for m in ("psnr", "ms_ssim", "vmaf") if m in row)
+        console.print(f"autoencoder ceiling on {row['clip']} (VAE alone, no coding): {values}")
     console.print(f"results in {out}")

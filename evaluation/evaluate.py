@@ -3,7 +3,8 @@
 For each clip: S²VC at every requested rate point (real bitstream bytes → bpp, kbps; frames decoded from that
 bitstream), and each anchor swept to land in the same low-rate range, low-delay (one I-frame, then P only).
 Writes ``points.csv`` (one row per codec × clip × point), ``bd_rate.csv`` (per metric, per clip, and the mean),
-``speed.csv`` (fps per codec, this machine, this run), and rate–quality plots as PNG.
+``speed.csv`` (fps per codec, this machine, this run), ``ceiling.csv`` (the model's autoencoder ceiling per clip, see
+:func:`autoencoder_roundtrip`), and rate–quality plots as PNG.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Callable
 import numpy as np
 
 from s2vc.checkpoint import load_model
-from s2vc.codec import Codec
+from s2vc.codec import Codec, frame_to_tensor, pad_to_multiple, tensor_to_frame
 from s2vc.pipeline import decode_stream, encode_frames
 from s2vc.video_io import VideoReader
 
@@ -68,18 +69,40 @@ def _metrics(reference, decoded, names, fps) -> dict[str, float]:
     return values
 
 
+def autoencoder_roundtrip(model, frames: list[np.ndarray], device: str = "cpu") -> list[np.ndarray]:
+    """``frames`` through the model's VAE alone: encode to the latent, decode, no coding.
+
+    Every S²VC frame is the VAE decoder's picture of an x0 the codec synthesises in that latent space, so this is
+    the quality ceiling of the autoencoder the codec is built on (a rate point can exceed it only by luck): when
+    an anchor beats the ceiling at some rate, no rate point of this model beats that anchor there.
+    """
+    import torch
+
+    out = []
+    with torch.inference_mode():
+        for frame in frames:
+            h, w = frame.shape[:2]
+            x = pad_to_multiple(frame_to_tensor(frame, torch.device(device)))
+            out.append(tensor_to_frame(model.vae.decode(model.vae.encode(x)), h, w))
+    return out
+
+
 def evaluate(cfg: EvalConfig, log: Callable[[str], None] = print) -> dict[str, list[dict]]:
     cfg.out.mkdir(parents=True, exist_ok=True)
     model = load_model(cfg.model, device=cfg.device)
     rates = cfg.rates if cfg.rates is not None else list(range(model.num_rates))
     codec = Codec(model, cfg.device)
     points: list[dict] = []
+    ceilings: list[dict] = []
     for clip in cfg.clips:
         frames = load_frames(clip, cfg.frames, cfg.downscale)
         h, w = frames[0].shape[:2]
         fps = float(VideoReader(clip).info.fps)
         name = clip.stem
         log(f"{name}: {len(frames)} frames {w}x{h}")
+        ceiling = {"clip": name, "frames": len(frames)} | _metrics(frames, autoencoder_roundtrip(model, frames, cfg.device), cfg.metrics, fps)
+        ceilings.append(ceiling)
+        log("  autoencoder ceiling (VAE alone, no coding): " + ", ".join(f"{k} {v:.3f}" for k, v in ceiling.items() if k in QUALITY_METRICS))
         for rate in rates:
             buf = io.BytesIO()
             t0 = time.perf_counter()
@@ -112,10 +135,11 @@ def evaluate(cfg: EvalConfig, log: Callable[[str], None] = print) -> dict[str, l
     write_csv(cfg.out / "points.csv", points)
     write_csv(cfg.out / "bd_rate.csv", bd_rows)
     write_csv(cfg.out / "speed.csv", speed_rows)
+    write_csv(cfg.out / "ceiling.csv", ceilings)
     from .plots import plot_rate_quality
 
-    plot_rate_quality(points, cfg.out)
-    return {"points": points, "bd_rate": bd_rows, "speed": speed_rows}
+    plot_rate_quality(points, cfg.out, ceilings)
+    return {"points": points, "bd_rate": bd_rows, "speed": speed_rows, "ceiling": ceilings}
 
 
 def matched_range(test_bpp: list[float], limits: tuple[float, float], margin: float = 1.4) -> tuple[float, float]:

@@ -31,6 +31,34 @@ def test_eval_runs_on_one_clip_against_one_anchor(tmp_path):
     with open(out / "speed.csv") as f:
         assert {r["codec"] for r in csv.DictReader(f)} == codecs
     assert (out / "rd_foreman_352x288_psnr.png").stat().st_size > 1000
+    with open(out / "ceiling.csv") as f:
+        ceiling = list(csv.DictReader(f))
+    assert [r["clip"] for r in ceiling] == ["foreman_352x288"] and 0 < float(ceiling[0]["psnr"]) < 100
+
+
+def test_the_shipped_model_codes_below_its_autoencoder_ceiling():
+    """The ceiling is the VAE's own round trip at the source size, and the trained codec stays under it."""
+    import numpy as np
+
+    from evaluation.evaluate import autoencoder_roundtrip, load_frames
+    from evaluation.metrics import psnr
+    from s2vc.checkpoint import load_model
+    from s2vc.codec import Codec
+
+    model = load_model(None)
+    frames = load_frames(clip("foreman_352x288.h264"), 2, 1)
+    ceiling = autoencoder_roundtrip(model, frames)
+    assert [f.shape for f in ceiling] == [f.shape for f in frames] and all(f.dtype == np.uint8 for f in ceiling)
+    top = model.num_rates - 1
+    codec = Codec(model)
+    state = codec.new_state(352, 288, top)
+    coded = []
+    for frame in frames:
+        _, state, decoded = codec.encode_frame(state, frame, rate=top)
+        coded.append(decoded)
+    ceiling_db = np.mean([psnr(a, b) for a, b in zip(frames, ceiling)])
+    coded_db = np.mean([psnr(a, b) for a, b in zip(frames, coded)])
+    assert coded_db + 1.0 < ceiling_db < 60
 
 
 def test_anchor_range_follows_the_tested_curve():
