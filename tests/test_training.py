@@ -208,3 +208,30 @@ def test_reset_interval_reaches_the_cascade_and_the_saved_model(tmp_path):
     assert trainer("override", init=str(tmp_path / "every" / "model"), reset_interval=4).reset_interval == 4
     with pytest.raises(ValueError, match="reset_interval"):
         TrainConfig(out="unused", reset_interval=0).validate()
+
+
+def test_decoder_stage_adapts_only_the_vae_decoder_at_every_rate(tmp_path):
+    """The decoder stage leaves every codec network and the VAE encoder as they were (so bitstreams do not change),
+    codes with each rate point in turn, and lowers the distortion of the pictures it decodes."""
+    init = tmp_path / "init"
+    Trainer(TrainConfig(out=str(init), stage="vae", num_rates=2, steps=1, crop=64, batch=1, seed=5), fixed_batches(carphone_clip(1))).fit()
+    clip = carphone_clip(2)
+    cfg = TrainConfig(out=str(tmp_path / "run"), stage="decoder", init=str(init / "model"), num_rates=2, steps=6, batch=1,
+                      frames=2, crop=64, lr=2e-3, w_adv=0, log_every=1, seed=5)
+    trainer = Trainer(cfg, fixed_batches(clip))
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    names = {n for n, p in trainer.model.named_parameters() if p.requires_grad}
+    assert names and all(n.startswith(("vae.decoder.", "vae.post_quant_conv.")) for n in names)
+    rates = []
+    history = []
+    while trainer.step < cfg.steps:
+        rates.append(trainer.coding_rate())
+        history.append(trainer.train_step(clip))
+    assert rates == [0, 1, 0, 1, 0, 1]
+    after = trainer.model.state_dict()
+    changed = {k for k in after if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith(("vae.decoder.", "vae.post_quant_conv.")) for k in changed)
+    for r in (0, 1):  # the same rate point's distortion, first visit against last
+        assert history[4 + r]["distortion"] < history[r]["distortion"]
+    with pytest.raises(ValueError, match="latent anchor"):
+        TrainConfig(out="x", stage="decoder", w_latent=1.0).validate()

@@ -14,7 +14,7 @@ import typer
 def train(
     out: Path = typer.Option(..., "--out", "-o", help="Run folder (config.json, metrics.csv, checkpoints/, model/)."),
     corpus: Path = typer.Option(..., "--corpus", help="Training corpus folder made by `python -m training.data --out DIR`."),
-    stage: str = typer.Option("inter", "--stage", help="vae | intra | inter (train them in this order)."),
+    stage: str = typer.Option("inter", "--stage", help="vae | intra | inter (train them in this order) | decoder (the VAE decoder alone, adapted to the trained codec's x0 at every rate point; optional last stage)."),
     preset: str = typer.Option("tiny", "--preset", help="Network widths when starting from scratch."),
     init: Optional[Path] = typer.Option(None, "--init", help="Start from an s2vc checkpoint folder (e.g. the previous stage's RUN/model) or the official release root."),
     rate: int = typer.Option(0, "--rate", help="Rate point to train (0 = fewest bits)."),
@@ -66,7 +66,7 @@ def train(
         device = "cpu"
     cfg = TrainConfig(
         out=str(out), stage=stage, preset=preset, init=str(init) if init else None, num_rates=num_rates, rate=rate,
-        init_rate_from=init_rate_from, freeze_base=freeze_base, lmbda=lmbda, steps=steps, batch=batch, frames=1 if stage != "inter" else frames,
+        init_rate_from=init_rate_from, freeze_base=freeze_base, lmbda=lmbda, steps=steps, batch=batch, frames=frames if stage in ("inter", "decoder") else 1,
         crop=crop, lr=lr, lr_schedule=lr_schedule, lr_final_ratio=lr_final_ratio, warmup=warmup, reinit_vae=reinit_vae,
         w_perc=w_perc, w_latent=w_latent, rescale_x0=rescale_x0, adv_start=adv_start, w_adv=w_adv, reset_interval=reset_interval, log_every=log_every, checkpoint_every=checkpoint_every,
         seed=seed, device=device,
@@ -82,7 +82,8 @@ def train(
     trainer = Trainer(cfg, batch_iterator(dataset, batch, seed), validate=validate)
     if resume and trainer.resume():
         console.print(f"resumed at step {trainer.step}")
-    with Progress(TextColumn(f"[bold]{stage} r{rate}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+    label = f"{stage} all rates" if stage == "decoder" else f"{stage} r{rate}"
+    with Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
                   TimeElapsedColumn(), TimeRemainingColumn(), console=console) as bar:
         task = bar.add_task("train", total=steps, completed=trainer.step, info="")
 

@@ -5,7 +5,10 @@ Stages (the release's recipe, scaled down):
 * ``vae``   — the autoencoder alone (L1 + perceptual), for presets without pretrained SD weights (tiny);
 * ``intra`` — I-frames: intra codec + U-Net (``iframe`` adapter) + heads, VAE frozen; λ·R + distortion;
 * ``inter`` — cascades of T frames (I, then P-frames on the running buffer, gradients through the buffers):
-  inter codec + U-Net (``pframe`` adapter, TCG), intra codec and VAE frozen; λ·R + distortion + temporal.
+  inter codec + U-Net (``pframe`` adapter, TCG), intra codec and VAE frozen; λ·R + distortion + temporal;
+* ``decoder`` — the VAE decoder alone, adapted to the x0 the trained codec actually synthesises: the same
+  cascades, every rate point in turn (step k codes with rate k mod the number of rates), everything else frozen;
+  distortion + temporal. The codec's networks do not change, so neither do its bitstreams: only the output pictures.
 
 Distortion = L1 + w_perc·(1 − MS-SSIM) + w_adv·hinge-GAN (after ``adv_start`` steps); optionally
 w_latent·‖x0 − VAE latent‖², which keeps the codec's x0 where the frozen VAE decoder expects it. The learning rate is
@@ -41,7 +44,7 @@ from s2vc.presets import get_preset
 from .codec_forward import code_intra, code_sequence, match_x0_scale
 from .losses import PatchDiscriminator, discriminator_loss, generator_adv_loss, ms_ssim_loss, temporal_loss
 
-STAGES = ("vae", "intra", "inter")
+STAGES = ("vae", "intra", "inter", "decoder")
 LR_SCHEDULES = ("constant", "cosine")
 
 
@@ -89,6 +92,8 @@ class TrainConfig:
             raise ValueError(f"reset_interval must be at least 1, got {self.reset_interval}")
         if self.stage == "inter" and self.frames < 2:
             raise ValueError("the inter stage needs at least 2 frames per sample")
+        if self.stage == "decoder" and self.w_latent > 0:
+            raise ValueError("the decoder stage trains no codec network, so the latent anchor (w_latent) has nothing to act on")
         if self.rescale_x0 and self.stage == "vae":
             raise ValueError("rescale_x0 needs the intra or inter stage (it rescales the codec U-Net's output)")
         if self.reinit_vae and self.stage != "vae":
@@ -123,6 +128,8 @@ def trainable_parameters(model: S2VCModel, cfg: TrainConfig) -> list[nn.Paramete
     nets = model.rate(cfg.rate)
     if cfg.stage == "vae":
         modules: list[nn.Module] = [model.vae]
+    elif cfg.stage == "decoder":
+        modules = [model.vae.post_quant_conv, model.vae.decoder]
     elif cfg.stage == "intra":
         modules = [nets.intra, nets.unet]
     else:
@@ -155,7 +162,7 @@ class Trainer:
         self.device = torch.device(cfg.device)
         seed_everything(cfg.seed)
         if cfg.init:  # an s2vc checkpoint folder or the official release root (the user's local SD-based weights)
-            self.model = load_model(cfg.init, device=self.device, rates=[cfg.rate])
+            self.model = load_model(cfg.init, device=self.device, rates=None if cfg.stage == "decoder" else [cfg.rate])
         else:
             self.model = build_model(get_preset(cfg.preset), num_rates=cfg.num_rates, seed=cfg.seed).to(self.device)
         if cfg.reinit_vae:
@@ -223,8 +230,12 @@ class Trainer:
         return save_checkpoint(self.model, self.run / "model", extra={"trained": {"stage": self.cfg.stage, "steps": self.step}})
 
     # ------------------------------------------------------------------ one step
+    def coding_rate(self) -> int:
+        """The rate point this step codes with: the configured one, or every one in turn (decoder stage)."""
+        return self.step % self.model.num_rates if self.cfg.stage == "decoder" else self.cfg.rate
+
     def losses(self, clip: Tensor) -> dict[str, Tensor]:
-        cfg, nets, vae = self.cfg, self.model.rate(self.cfg.rate), self.model.vae
+        cfg, nets, vae = self.cfg, self.model.rate(self.coding_rate()), self.model.vae
         if cfg.stage == "vae":
             x = clip[:, 0]
             x_hat = vae.decode(vae.encode(x))
@@ -234,7 +245,7 @@ class Trainer:
         frames = [clip[:, t] for t in range(len(results))]
         dist = torch.stack([(r.x_hat - x).abs().mean() + cfg.w_perc * ms_ssim_loss(r.x_hat, x).mean() for r, x in zip(results, frames)]).mean()
         bpp = torch.stack([r.bpp.mean() for r in results]).mean()
-        loss = cfg.lmbda * bpp + dist
+        loss = dist if cfg.stage == "decoder" else cfg.lmbda * bpp + dist
         out = {"distortion": dist, "bpp": bpp}
         if cfg.w_latent > 0:
             latent = torch.stack([r.latent_mse.mean() for r in results]).mean()
