@@ -9,7 +9,8 @@ run here (no GPU, no TensorRT, a compiler failure) gets a row saying why instead
 Each configuration runs in a fresh subprocess so that peak memory belongs to it alone (engines that export or
 build on first use get a preparation run first, so their export is not in the figure). Timed: median P-frame
 encode and decode (``decode`` includes the output VAE decode), the codec's stage times, and each network alone
-at batch 1 (``--networks``). The ``official`` preset (random weights, ≈ 7.5 GB of fp32) is opt-in.
+at batch 1 with its GFLOP, and the GFLOP of one P-frame encode + decode pair with the GFLOP/s each engine achieves
+on it (``--networks``). The ``official`` preset (random weights, ≈ 7.5 GB of fp32) is opt-in.
 
     python -m evaluation.bench_codec [--presets tiny] [--sizes 320x240,640x480] [--engines torch,onnxruntime]
     python -m evaluation.bench_codec --presets official --official-sizes 854x480,1280x720,1920x1080 --device cuda \\
@@ -74,6 +75,39 @@ def network_latency(engine, device: str, height: int, width: int, repeat: int = 
     return out
 
 
+def network_gflop(model, height: int, width: int) -> dict[str, float]:
+    """GFLOP of each network alone (batch 1, padded ``height``×``width``), counted on the torch model."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from export.specs import SPECS
+
+    out = {}
+    with torch.inference_mode():
+        for name, spec in SPECS.items():
+            module = spec.module(spec.owner(model, 0 if spec.per_rate else None))
+            with FlopCounterMode(display=False) as counter:
+                module(*spec.sample_inputs(model.preset, 1, height, width))
+            out[name] = counter.get_total_flops() / 1e9
+    return out
+
+
+def pair_gflop(model, clip: list) -> float:
+    """GFLOP of one P-frame encode + decode pair of the torch model (after an I-frame, a reset P- and a P-frame)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from s2vc.codec import Codec
+
+    codec = Codec(model)
+    height, width = clip[0].shape[:2]
+    enc, dec = codec.new_state(width, height), codec.new_state(width, height)
+    for frame in clip[:4]:
+        with FlopCounterMode(display=False) as counter:
+            unit, enc, _ = codec.encode_frame(enc, frame, reconstruct=False)
+            _, dec = codec.decode_frame(dec, unit)
+    return counter.get_total_flops() / 1e9  # the last pair's
+
+
 def run_one(preset: str, width: int, height: int, frames: int, threads: int, device: str, variant: str, networks: bool) -> dict:
     import numpy as np
     import torch
@@ -125,6 +159,8 @@ def run_one(preset: str, width: int, height: int, frames: int, threads: int, dev
     }
     if networks:
         row["network_ms"] = network_latency(engine, device, *padded_size(height, width))
+        row["network_gflop"] = network_gflop(model, *padded_size(height, width))
+        row["pair_gflop"] = pair_gflop(model, clip)
     return row
 
 
@@ -152,12 +188,18 @@ def print_tables(rows: list[dict], device: str, threads: int) -> None:
               f"{r['roundtrip_ms']:>12.1f}{r['roundtrip_fps']:>13.1f}{r['peak_rss_mb']:>13.0f}{gpu}")
     timed = [r for r in rows if "network_ms" in r]
     if timed:
-        print("\nms per network call, batch 1 (stage ms per encode+decode pair below)")
-        print(f"{'network':<24}" + "".join(f"{r['engine'][:15] + ' ' + r['size']:>26}" for r in timed))
+        sizes = list(dict.fromkeys(r["size"] for r in timed))
+        flops = {size: next(r for r in timed if r["size"] == size) for size in sizes}  # the same networks in every engine
+        print("\nms per network call, batch 1, and its GFLOP (stage ms per encode+decode pair below)")
+        print(f"{'network':<24}" + "".join(f"{r['engine'][:15] + ' ' + r['size']:>26}" for r in timed)
+              + "".join(f"{'GFLOP ' + size:>16}" for size in sizes))
         for name in timed[0]["network_ms"]:
-            print(f"{name:<24}" + "".join(f"{r['network_ms'][name]:>26.2f}" for r in timed))
+            print(f"{name:<24}" + "".join(f"{r['network_ms'][name]:>26.2f}" for r in timed)
+                  + "".join(f"{flops[size]['network_gflop'][name]:>16.3f}" for size in sizes))
         for stage in sorted({s for r in timed for s in r["stage_ms"]}):
             print(f"{'stage ' + stage:<24}" + "".join(f"{r['stage_ms'].get(stage, 0.0):>26.1f}" for r in timed))
+        print(f"{'GFLOP per pair':<24}" + "".join(f"{r['pair_gflop']:>26.2f}" for r in timed))
+        print(f"{'GFLOP/s achieved':<24}" + "".join(f"{r['pair_gflop'] / r['roundtrip_ms'] * 1000:>26.1f}" for r in timed))
 
 
 def main(argv: list[str] | None = None) -> None:
