@@ -235,3 +235,7 @@ def test_decoder_stage_adapts_only_the_vae_decoder_at_every_rate(tmp_path):
         assert history[4 + r]["distortion"] < history[r]["distortion"]
     with pytest.raises(ValueError, match="latent anchor"):
         TrainConfig(out="x", stage="decoder", w_latent=1.0).validate()
+    with pytest.raises(ValueError, match="init_rate_from"):
+        TrainConfig(out="x", stage="decoder", init_rate_from=1).validate()
+    with pytest.raises(ValueError, match="rescale_x0"):
+        TrainConfig(out="x", stage="decoder", rescale_x0=True).validate()

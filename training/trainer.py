@@ -94,7 +94,9 @@ class TrainConfig:
             raise ValueError("the inter stage needs at least 2 frames per sample")
         if self.stage == "decoder" and self.w_latent > 0:
             raise ValueError("the decoder stage trains no codec network, so the latent anchor (w_latent) has nothing to act on")
-        if self.rescale_x0 and self.stage == "vae":
+        if self.stage == "decoder" and self.init_rate_from is not None:
+            raise ValueError("the decoder stage keeps every rate point's networks as they are; init_rate_from would change one")
+        if self.rescale_x0 and self.stage not in ("intra", "inter"):
             raise ValueError("rescale_x0 needs the intra or inter stage (it rescales the codec U-Net's output)")
         if self.reinit_vae and self.stage != "vae":
             raise ValueError("reinit_vae needs the vae stage (the codec networks are trained on the VAE's latent space)")
