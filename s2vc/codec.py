@@ -308,7 +308,7 @@ class Codec:
         Returns the new ``y_hat`` and, per item of the batch, ``(symbols, scale indices)`` in coding order.
         """
         with self._stage("entropy", len(y_hat)):
-            means = entropy.round_means(means.float())
+            means = entropy.round_means(means.float()) if self.model.preset.round_means else means.float()
             idx_all = entropy.scale_index(scales.float())
             idx = [idx_all[i][sel[i]].cpu().numpy() for i in range(len(y_hat))]
             if readers is None:

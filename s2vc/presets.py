@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+PREDICTIONS = ("epsilon", "x0")
+
+
 @dataclass(frozen=True)
 class IntraWidths:
     """OneDC intra codec (``IntraNoAR``)."""
@@ -26,6 +29,7 @@ class IntraWidths:
     y: int = 128  # N, latent y channels
     fsq_levels: tuple[int, ...] = (4, 4, 4, 4, 4, 4, 4)  # one level count per z channel
     norm_groups: int = 32  # GroupNorm groups of VQGAN blocks / enc.unet
+    latent: int = 4  # VAE latent channels the encoder takes beside the pixel embedding (= VAEWidths.latent_channels)
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,7 @@ class InterWidths:
     ctrl: int = 320  # recon_pix output = U-Net input channels (C_diff)
     semantic: int = 768
     norm_groups: int = 32  # GroupNorm groups of the SemanticHead AttnBlocks
+    latent: int = 4  # channels of the x0 latent a reset P-frame's context is built from (= VAEWidths.latent_channels)
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,8 @@ class UNetWidths:
     lora_rank: int = 64
     lora_alpha: float = 8.0
     motion_channels: int = 160  # zero "motion" channels of the TCG blocks
+    latent: int = 4  # channels of x_t, ε and x0 (= VAEWidths.latent_channels)
+    prediction: str = "epsilon"  # what conv_out predicts at t = 999: "epsilon" (the release) or "x0" directly
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,17 @@ class Preset:
     inter: InterWidths = field(default_factory=InterWidths)
     unet: UNetWidths = field(default_factory=UNetWidths)
     vae: VAEWidths = field(default_factory=VAEWidths)
+    # Round the Gaussian means to a 1/256 grid before quantising (s2vc.entropy.round_means). The release does not;
+    # checkpoints written before this field existed did (``from_dict`` keeps that for them).
+    round_means: bool = False
+
+    def __post_init__(self) -> None:
+        latent = self.vae.latent_channels
+        for part, widths in (("intra", self.intra), ("inter", self.inter), ("unet", self.unet)):
+            if widths.latent != latent:
+                raise ValueError(f"preset {self.name!r}: {part}.latent={widths.latent} differs from vae.latent_channels={latent}")
+        if self.unet.prediction not in PREDICTIONS:
+            raise ValueError(f"preset {self.name!r}: unet.prediction must be one of {PREDICTIONS}, got {self.unet.prediction!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -89,12 +107,16 @@ class Preset:
                 raise ValueError(f"unknown {kind.__name__} fields: {sorted(unknown)}")
             return kind(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
+        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown preset fields: {sorted(unknown)}")
         return cls(
             name=data["name"],
             intra=build(IntraWidths, data.get("intra", {})),
             inter=build(InterWidths, data.get("inter", {})),
             unet=build(UNetWidths, data.get("unet", {})),
             vae=build(VAEWidths, data.get("vae", {})),
+            round_means=bool(data.get("round_means", True)),  # absent: written before the field, which rounded
         )
 
     def to_json(self) -> str:
@@ -121,6 +143,7 @@ TINY = Preset(
         attention_head_dim=1, norm_groups=8, in_channels=16, lora_rank=2, lora_alpha=0.25, motion_channels=8,
     ),
     vae=VAEWidths(block_out_channels=(8, 8, 16, 16), layers_per_block=1, norm_groups=4, attn_window=16),
+    round_means=True,
 )
 
 PRESETS: dict[str, Preset] = {p.name: p for p in (OFFICIAL, TINY)}

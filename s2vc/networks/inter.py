@@ -206,7 +206,7 @@ class InterCodec(nn.Module):
         ch, y = w.ch, w.y
         self.bit_estimator_z = FactorizedPrior(w.z)
         self.pix_emb = nn.Conv2d(3, ch, kernel_size=8, stride=8)
-        self.feature_adaptor_i = ResBlock(4, ch)
+        self.feature_adaptor_i = ResBlock(w.latent, ch)
         self.feature_adaptor_p = ResBlock(ch)
         self.feature_extractor = _FeatureExtractor(ch)
         self.encoder = _Encoder(w)
@@ -222,7 +222,7 @@ class InterCodec(nn.Module):
     def context(
         self, ref_frame: torch.Tensor | None, ref_feature: torch.Tensor | None, reset: bool
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(ctx, ctx_t), each (B,ch,/8). reset → feature_adaptor_i(ref_frame) (x0 latent, 4 ch /8);
+        """(ctx, ctx_t), each (B,ch,/8). reset → feature_adaptor_i(ref_frame) (x0 latent, ``latent`` ch /8);
         else feature_adaptor_p(ref_feature) (previous decoder feature); then the feature extractor."""
         if reset:
             if ref_frame is None:

@@ -3,7 +3,7 @@
 The module only computes tensors; quantisation of y and entropy coding live in the step API. FSQ of the hyper
 latent z is part of this module (it has no parameters and its result feeds the hyper decoder directly).
 
-Shapes (x padded to multiples of 64, "/k" = H/k × W/k): latent 4 × /8, y ``y`` × /16, z ``len(fsq_levels)`` × /64,
+Shapes (x padded to multiples of 64, "/k" = H/k × W/k): latent ``latent`` (4 in the release) × /8, y ``y`` × /16, z ``len(fsq_levels)`` × /64,
 common params 2y × /16, z_semantic y × /64, semantic tokens (H/64·W/64) × ``semantic``, f_pix ``ctrl`` × /8.
 """
 
@@ -74,7 +74,7 @@ class _IntraEncoder(nn.Module):
         g = w.norm_groups
         c0 = w.unet_channels[0]
         self.pix_emb = nn.Conv2d(3, w.pix_emb, kernel_size=8, stride=8)
-        self.pix_fusion = conv1x1(w.pix_emb + 4, w.ctrl)
+        self.pix_fusion = conv1x1(w.pix_emb + w.latent, w.ctrl)
         self.unet = UNet2DModel(
             in_channels=w.ctrl,
             out_channels=w.internal,
@@ -189,7 +189,7 @@ class IntraCodec(nn.Module):
 
     # ------------------------------------------------------------------ analysis
     def encode(self, x: torch.Tensor, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (B,3,H,W) in [-1,1], VAE latent (B,4,H/8,W/8) → (y (B,y,H/16,W/16), z (B,L,H/64,W/64)), z unquantised."""
+        """x (B,3,H,W) in [-1,1], VAE latent (B,latent,H/8,W/8) → (y (B,y,H/16,W/16), z (B,L,H/64,W/64)), z unquantised."""
         feat = self.enc.pix_fusion(torch.cat([self.enc.pix_emb(x), latent], dim=1))
         feat, sem = unet_features(self.enc.unet, feat)
         y = self.enc.trans_coding(feat)

@@ -7,7 +7,7 @@ shapes and dtypes of the release's ``P_ckpts/*/model.safetensors`` (manifest ``P
   ``down_blocks``, ``mid_block``, ``up_blocks``, ``conv_norm_out``, ``conv_out``), with PEFT LoRA adapters
   ``iframe`` then ``pframe`` injected (``X.base_layer.*``, ``X.lora_A.<adapter>.weight``, ``X.lora_B.<adapter>.weight``);
 * ``conv_in``: plain 3×3 conv ``in_channels → block_out[0]`` (no LoRA);
-* ``vae_reduction``: maps the U-Net input to the 4-channel x_t;
+* ``vae_reduction``: maps the U-Net input to x_t (``latent`` channels, 4 in the release);
 * ``down_blocks.{0,1,2}.pframe_motion_fusion``: :class:`MotionFusionBlock` (TCG).
 
 ``forward(f_pix, tokens, prev_feats, adapter) -> (x0, feats)`` runs one single-step (t = 999) evaluation.
@@ -140,7 +140,7 @@ class CodecUNet(nn.Module):
         base = UNet2DConditionModel(
             sample_size=64,
             in_channels=widths.in_channels,  # conv_in: plain 3×3 in_channels → bo[0]
-            out_channels=4,
+            out_channels=widths.latent,
             down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
             up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
             block_out_channels=bo,
@@ -182,7 +182,7 @@ class CodecUNet(nn.Module):
         self._lora_layers: list[BaseTunerLayer] = [m for m in self.modules() if isinstance(m, BaseTunerLayer)]
 
         # Codec heads.
-        self.vae_reduction = VAEReduction(widths.in_channels, 4, widths.norm_groups)
+        self.vae_reduction = VAEReduction(widths.in_channels, widths.latent, widths.norm_groups)
         for i in range(NUM_FUSED_BLOCKS):
             self.down_blocks[i].pframe_motion_fusion = MotionFusionBlock(bo[i], widths.motion_channels)
 
@@ -411,6 +411,11 @@ class CodecUNet(nn.Module):
         adapter: str = "pframe",
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """(B, in_ch, h, w) U-Net input, (B, L, D) tokens, previous pre-fusion feats or None, adapter →
-        (x0 (B, 4, h, w) float32, feats [h0, h1, h2] pre-fusion down-block outputs at h/2, h/4, h/8)."""
-        eps, x_t, feats = self.forward_eps(f_pix, tokens, prev_feats, adapter)
-        return eps_to_x0(x_t, eps), feats
+        (x0 (B, latent, h, w) float32, feats [h0, h1, h2] pre-fusion down-block outputs at h/2, h/4, h/8).
+
+        With ``prediction="x0"`` (a preset choice, not the release's) conv_out's output is x0 itself and x_t is unused.
+        """
+        out, x_t, feats = self.forward_eps(f_pix, tokens, prev_feats, adapter)
+        if self.widths.prediction == "x0":
+            return out.float(), feats
+        return eps_to_x0(x_t, out), feats
