@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from export.specs import SPECS, NetworkSpec
-from s2vc.networks.unet import eps_to_x0
+from s2vc.networks.unet import output_to_x0
 
 from .base import Engine
 
@@ -157,7 +157,7 @@ class _UNet:
         else:
             raise ValueError(f"unknown adapter {adapter!r}; expected 'iframe' or 'pframe'")
         eps, x_t, *feats = outputs
-        return eps_to_x0(x_t, eps), list(feats)
+        return output_to_x0(self._engine.preset.unet, x_t, eps), list(feats)
 
 
 class _Rate:

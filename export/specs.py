@@ -317,7 +317,7 @@ class UNetSpec(NetworkSpec):
     def layouts(self, p: Preset) -> dict[str, Layout]:
         u = p.unet
         out = {"f_pix": ("B", u.in_channels, "H8", "W8"), "tokens": ("B", "T", u.cross_attention_dim),
-               "eps": ("B", 4, "H8", "W8"), "x_t": ("B", 4, "H8", "W8")}
+               "eps": ("B", u.latent, "H8", "W8"), "x_t": ("B", u.latent, "H8", "W8")}
         for i, scale in enumerate(FEATURE_SCALES):
             out[f"feat{i}"] = out[f"prev_feat{i}"] = ("B", u.block_out_channels[i], f"H{scale}", f"W{scale}")
         return out

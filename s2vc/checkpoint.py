@@ -12,16 +12,22 @@ Official release (a folder as the release's archives unpack)::
     P_ckpts/lmbda<V>/model.safetensors         codec U-Net (base + both LoRA adapters + TCG + heads)
 
 Weights never come from the network: every path here is local.
+
+Weights by rule (:func:`rule_release_model`): the official architecture with every tensor of the release files
+made from its key alone, the rule of the official golden vectors (``tests/test_official_golden.py``,
+``docs/official.md``), so anyone can rebuild the same "random" official model without the release.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 import torch
 from safetensors import safe_open
@@ -62,8 +68,9 @@ def save_checkpoint(
             tensors[f"rates.{i}.{k}"] = v
     store = STORAGE_DTYPES[storage_dtype]
     tensors = {k: v.detach().to("cpu", store if v.is_floating_point() else v.dtype).contiguous().clone() for k, v in tensors.items()}
+    tensors, aliases = _deduplicate(tensors)
     tmp = folder / (WEIGHTS_NAME + ".tmp")
-    save_file(tensors, str(tmp), metadata={"format": FORMAT_TAG})
+    save_file(tensors, str(tmp), metadata={"format": FORMAT_TAG, **({ALIASES_KEY: json.dumps(aliases)} if aliases else {})})
     os.replace(tmp, folder / WEIGHTS_NAME)
     digest = _sha256_file(folder / WEIGHTS_NAME)
     config = {
@@ -82,6 +89,35 @@ def save_checkpoint(
     tmp_cfg.write_text(json.dumps(config, indent=2) + "\n")
     os.replace(tmp_cfg, folder / CONFIG_NAME)
     return folder
+
+
+ALIASES_KEY = "aliases"  # safetensors metadata: JSON {key: key of the stored tensor it equals}
+
+
+def _deduplicate(tensors: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Store byte-identical tensors once (rate points that share networks): → (tensors to store, aliases)."""
+    first: dict[tuple, str] = {}
+    kept: dict[str, torch.Tensor] = {}
+    aliases: dict[str, str] = {}
+    for key, tensor in tensors.items():
+        raw = tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b""
+        ident = (str(tensor.dtype), tuple(tensor.shape), hashlib.sha256(raw).digest())
+        if ident in first:
+            aliases[key] = first[ident]
+        else:
+            first[ident] = key
+            kept[key] = tensor
+    return kept, aliases
+
+
+def _read_aliases(metadata: Mapping[str, str] | None, path: Path) -> dict[str, str]:
+    try:
+        aliases = json.loads((metadata or {}).get(ALIASES_KEY, "{}"))
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path}: the {ALIASES_KEY!r} metadata is not valid JSON: {exc}") from exc
+    if not isinstance(aliases, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in aliases.items()):
+        raise CheckpointError(f"{path}: the {ALIASES_KEY!r} metadata must map tensor keys to tensor keys")
+    return aliases
 
 
 def load_checkpoint(folder: str | Path, *, verify: bool = False, device: str | torch.device = "cpu") -> S2VCModel:
@@ -112,7 +148,12 @@ def load_checkpoint(folder: str | Path, *, verify: bool = False, device: str | t
 
     def load_prefix(prefix: str) -> dict[str, torch.Tensor]:
         with safe_open(str(weights_path), framework="pt", device="cpu") as f:
-            tensors = {k[len(prefix):]: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}
+            aliases = _read_aliases(f.metadata(), weights_path)
+            dangling = sorted(set(aliases.values()) - set(f.keys()))
+            if dangling:
+                raise CheckpointError(f"{weights_path}: aliases point at tensors the file does not hold: {dangling[:3]}")
+            keys = [k for k in (*f.keys(), *aliases) if k.startswith(prefix)]
+            tensors = {k[len(prefix):]: f.get_tensor(aliases.get(k, k)) for k in keys}
         if stored is not torch.float32:  # half-precision storage: compute in float32
             tensors = {k: v.float() if v.dtype == stored else v for k, v in tensors.items()}
         return tensors
@@ -278,6 +319,64 @@ def _check_release_configs(root: Path) -> None:
             raise CheckpointError(f"{unet_cfg_path} does not describe the SD1.5 U-Net (block_out_channels {got})")
 
 
+# ----------------------------------------------------------------------------------------------- weights by rule
+RULE_GAIN = 0.5  # the golden vectors' gain: with 1.0 the P-frame residual stacks overflow to NaN
+
+
+def rule_tensor(key: str, shape: Sequence[int], gain: float = RULE_GAIN) -> torch.Tensor:
+    """The float32 tensor the weight rule gives the release key ``key`` (a key as it appears in its file).
+
+    * a key containing ``norm`` and ending in ``.weight``: ones; ending in ``.bias``: zeros;
+    * every other tensor, weights and biases alike: ``randn(shape) · gain / √fan_in`` drawn from a
+      ``torch.Generator`` seeded with the CRC-32 of the key, where ``fan_in = prod(shape[1:])`` for tensors of two
+      or more dimensions and 1 otherwise.
+
+    Depends on the key and shape only (not on the order tensors are made in, nor on the file a key sits in).
+    """
+    shape = tuple(int(v) for v in shape)
+    if "norm" in key and key.endswith(".weight"):
+        return torch.ones(shape)
+    if "norm" in key and key.endswith(".bias"):
+        return torch.zeros(shape)
+    generator = torch.Generator().manual_seed(zlib.crc32(key.encode()))
+    fan_in = math.prod(shape[1:]) if len(shape) > 1 else 1
+    return torch.randn(shape, generator=generator) * (gain / math.sqrt(fan_in))
+
+
+def rule_state_dict(module: nn.Module, gain: float = RULE_GAIN) -> dict[str, torch.Tensor]:
+    """Every entry of ``module.state_dict()`` (on meta or real) replaced by :func:`rule_tensor` of its key."""
+    return {key: rule_tensor(key, value.shape, gain) for key, value in module.state_dict().items()}
+
+
+def rule_release_model(rates: Iterable[int] = (7,), *, gain: float = RULE_GAIN, device: str | torch.device = "cpu") -> S2VCModel:
+    """The official preset with the release's 8 rate points, every tensor made by :func:`rule_tensor`.
+
+    The SD2.1 VAE and each rate point's three files (intra codec, inter codec, codec U-Net) get the tensors the
+    rule gives their keys; as the rule ignores the rate point, every rate point holds the same weights. ``rates``
+    are built now, the others on first use. ≈ 7.3 GB of float32 per rate point with the VAE; about a minute on
+    two cores. The weight hash names the rule and its gain, so streams made with it say so.
+    """
+
+    def fill(module: nn.Module, label: str) -> None:
+        _load_strict(module, rule_state_dict(module, gain), f"rule weights ({label})", assign=True)
+
+    def loader(index: int) -> RateModel:
+        module = _empty(lambda: RateModel(OFFICIAL))
+        for part in ("intra", "inter", "unet"):
+            fill(getattr(module, part), f"{RELEASE_RATES[index].name} {part}")
+        return module.to(device).eval()
+
+    identity = hashlib.sha256(f"s2vc-official-rule|crc32-seeded randn|gain {gain!r}".encode()).digest()[:8]
+    model = _empty(lambda: S2VCModel(
+        OFFICIAL, [r.name for r in RELEASE_RATES], model_id="official", weight_hash=identity, loader=loader, build_rates=False
+    ))
+    fill(model.vae, "vae")
+    model.to(device).eval()
+    for i in sorted(set(rates)):
+        model.rate(i)
+    return model
+
+
 # ----------------------------------------------------------------------------------------------- resolving
 def load_model(spec: str | Path | None = None, *, device: str | torch.device = "cpu", rates: Iterable[int] | None = None) -> S2VCModel:
     """Resolve what a user names: nothing (the shipped default), a preset name (random weights, for tests and
@@ -398,6 +497,9 @@ __all__ = [
     "load_model",
     "load_release",
     "release_available_rates",
+    "rule_release_model",
+    "rule_state_dict",
+    "rule_tensor",
     "save_checkpoint",
     "save_release",
 ]

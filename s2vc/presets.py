@@ -127,22 +127,27 @@ OFFICIAL = Preset(name="official")
 
 TINY = Preset(
     name="tiny",
-    # Chosen for speed on a 2-core CPU (320×240 P-frame encode + decode, see evaluation/bench_codec.py) and size
-    # (≈ 1.26 M parameters per rate point, so four rate points and the VAE fit in 20 MiB of fp32). The U-Net uses
-    # one attention head (diffusers' ``attention_head_dim`` is the head count for SD1.5 blocks): at the /8 map the
-    # softmax cost grows with the head count, not with the width. Random-weight streams must stay finite over
-    # tens of P-frames (the inter feature loop is not normalised): re-check with the codec tests and
-    # evaluation/bench_codec.py after changing any width, since every width reshuffles the seeded initialisation.
+    # Version 2, designed for picture quality per FLOP on a 2-core CPU (docs/results.md, "tiny v2"):
+    # * a 16-channel latent at /8 (version 1 had 4, which capped foreman at 24.8 dB before any coding), decoded by a
+    #   VAE that is wide where pixels are few and thin at full resolution (64 channels at /8, 8 at /1 and /2);
+    # * the codec, hyperprior and U-Net at 24-32 channels at /8 and below (version 1: 8-24), where a channel costs
+    #   1/64 of what it costs at full resolution;
+    # * the U-Net predicts x0 directly: at t = 999 the release's ε-parametrisation multiplies every error of ε by
+    #   √((1-ᾱ)/ᾱ) ≈ 14.6, which a model trained from scratch cannot afford;
+    # * means rounded to a 1/256 grid before quantisation (the release does not round).
+    # One attention head in the U-Net (diffusers' ``attention_head_dim`` is the head count for SD1.5 blocks).
+    # Random-weight streams must stay finite over tens of P-frames (the inter feature loop is not normalised):
+    # re-check with the codec tests after changing any width, since every width reshuffles the seeded initialisation.
     intra=IntraWidths(
-        pix_emb=8, ctrl=16, internal=16, unet_channels=(16, 16, 16), attention_head_dim=8,
-        semantic=16, y=8, fsq_levels=(4, 4, 4, 4), norm_groups=8,
+        pix_emb=16, ctrl=32, internal=24, unet_channels=(24, 24, 24), attention_head_dim=8,
+        semantic=32, y=32, fsq_levels=(4, 4, 4, 4), norm_groups=4, latent=16,
     ),
-    inter=InterWidths(ch=24, ch_mid=32, y=16, z=8, temporal=16, ctrl=16, semantic=16, norm_groups=8),
+    inter=InterWidths(ch=32, ch_mid=32, y=32, z=16, temporal=16, ctrl=32, semantic=32, norm_groups=8, latent=16),
     unet=UNetWidths(
-        block_out_channels=(16, 16, 16, 16), layers_per_block=1, cross_attention_dim=16,
-        attention_head_dim=1, norm_groups=8, in_channels=16, lora_rank=2, lora_alpha=0.25, motion_channels=8,
+        block_out_channels=(32, 32, 32, 32), layers_per_block=1, cross_attention_dim=32, attention_head_dim=1,
+        norm_groups=8, in_channels=32, lora_rank=2, lora_alpha=0.25, motion_channels=8, latent=16, prediction="x0",
     ),
-    vae=VAEWidths(block_out_channels=(8, 8, 16, 16), layers_per_block=1, norm_groups=4, attn_window=16),
+    vae=VAEWidths(block_out_channels=(8, 8, 16, 64), layers_per_block=1, latent_channels=16, norm_groups=8, attn_window=16),
     round_means=True,
 )
 

@@ -46,6 +46,7 @@ __all__ = [
     "VAEReduction",
     "alpha_bar",
     "eps_to_x0",
+    "output_to_x0",
 ]
 
 ADAPTERS: tuple[str, str] = ("iframe", "pframe")
@@ -71,6 +72,11 @@ def eps_to_x0(x_t: torch.Tensor, eps: torch.Tensor, abar: float = ALPHA_BAR_999)
     a = torch.tensor(abar, dtype=torch.float64)
     x0 = (x_t.double() - torch.sqrt(1.0 - a) * eps.double()) / torch.sqrt(a)
     return x0.float()
+
+
+def output_to_x0(widths: UNetWidths, x_t: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """x0 from conv_out's output: through :func:`eps_to_x0` for ε-prediction (the release), as it is for x0-prediction."""
+    return out.float() if widths.prediction == "x0" else eps_to_x0(x_t, out)
 
 
 class VAEReduction(nn.Module):
@@ -416,6 +422,4 @@ class CodecUNet(nn.Module):
         With ``prediction="x0"`` (a preset choice, not the release's) conv_out's output is x0 itself and x_t is unused.
         """
         out, x_t, feats = self.forward_eps(f_pix, tokens, prev_feats, adapter)
-        if self.widths.prediction == "x0":
-            return out.float(), feats
-        return eps_to_x0(x_t, out), feats
+        return output_to_x0(self.widths, x_t, out), feats
