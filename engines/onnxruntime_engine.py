@@ -31,6 +31,10 @@ OPTIMIZATION_LEVELS = {
     "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
 }
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+#: Graphs whose outputs decoding does not depend on (the encoder's analysis transforms, the output VAE decode):
+#: they use ``threads``; every other graph runs with ``state_threads`` so that a stream decodes the same for any
+#: thread count (docs/bitstream.md, "Determinism").
+PARALLEL_NETWORKS = frozenset({"vae_encoder", "vae_decoder", "intra_encoder", "inter_encoder"})
 
 
 class OnnxRuntimeEngine(GraphEngine):
@@ -48,6 +52,7 @@ class OnnxRuntimeEngine(GraphEngine):
         optimization: str = "all",
         spinning: bool = False,
         torch_threads: int | None = 1,
+        state_threads: int | None = 1,
         networks: Iterable[str] | None = None,
     ) -> None:
         super().__init__(model, device, precision, networks)
@@ -78,6 +83,7 @@ class OnnxRuntimeEngine(GraphEngine):
         # frame the codec's own torch work then fights them (tiny 320x240 P-frame round trip on 2 cores: 250 ms
         # spinning, 96 ms not). Off by default.
         self.options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+        self.state_threads = state_threads
 
     def runtime_version(self) -> str:
         return f"onnxruntime {ort.__version__} ({PROVIDERS[self.provider]})"
@@ -98,7 +104,15 @@ class OnnxRuntimeEngine(GraphEngine):
 
     def make_runner(self, spec: NetworkSpec, rate: int | None, size: tuple[int, int]) -> Runner:
         path = self.store.path(spec, rate, size)
-        session = ort.InferenceSession(str(path), sess_options=self.options, providers=self._providers())
+        options = self.options
+        if self.state_threads and self.provider == "cpu" and spec.name not in PARALLEL_NETWORKS:
+            options = ort.SessionOptions()
+            options.graph_optimization_level = self.options.graph_optimization_level
+            options.execution_mode = self.options.execution_mode
+            options.intra_op_num_threads = self.state_threads
+            options.inter_op_num_threads = 1
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        session = ort.InferenceSession(str(path), sess_options=options, providers=self._providers())
         names, device = spec.inputs, self.device
 
         def run(*inputs: torch.Tensor) -> list[torch.Tensor]:

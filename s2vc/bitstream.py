@@ -5,7 +5,7 @@ big-endian.
 
 File header (64 bytes)::
 
-    magic "S2VC" | version u8 (=1) | SequenceParams (55 bytes) | crc32 u32 of all preceding header bytes
+    magic "S2VC" | version u8 (=2) | SequenceParams (55 bytes) | crc32 u32 of all preceding header bytes
 
 SequenceParams (55 bytes)::
 
@@ -59,7 +59,7 @@ __all__ = [
 ]
 
 MAGIC = b"S2VC"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: state_check = CRC of the entropy parameters (I and P), symbol check seeded with the unit context
 MAX_DIMENSION = 16384
 MODEL_ID_SIZE = 32
 WEIGHT_HASH_SIZE = 8
@@ -238,7 +238,7 @@ def _unit_problem(type_, flags, rate, reserved, frame_index, state_check, payloa
         return "flags", f"RESET is only valid on P units, not {type_.name}"
     if reserved != 0:
         return "reserved", f"must be 0, got {reserved}"
-    if type_ != UnitType.P and state_check != 0:
+    if type_ not in (UnitType.I, UnitType.P) and state_check != 0:
         return "state_check", f"must be 0 on {type_.name} units"
     if type_ == UnitType.END and payload:
         return "payload", f"END payload must be empty, got {len(payload)} bytes"
@@ -364,8 +364,9 @@ class StreamReader:
 
     The header is read on construction (``self.params``). :meth:`read_unit` returns the next unit, the END
     unit included, then ``None``: after END, or when the data ends exactly at a unit boundary (a live stream
-    that stopped; ``self.ended`` tells whether END was seen; ``require_end=True`` turns a missing END into
-    :class:`TruncatedStreamError`). Nothing is read after END. Frame order is the decoder's business.
+    that stopped; ``self.ended`` tells whether END was seen). ``require_end=True`` (a whole file) turns a missing
+    END into :class:`TruncatedStreamError` and data after END into :class:`CorruptStreamError`; otherwise
+    nothing is read after END. Frame order is the decoder's business.
     Reads at most :data:`MAX_UNIT_LENGTH` per unit, in 1 MiB chunks, so a hostile length allocates nothing.
     """
 
@@ -416,6 +417,13 @@ class StreamReader:
         if unit.type == UnitType.END:
             self.ended = True
             self._done = True
+            if self.require_end:
+                end_at = self.position
+                extra = self._read(1)
+                if extra:
+                    raise CorruptStreamError(
+                        f"data after the END unit (at byte {end_at}): a file ends with its END unit; frames after it would be lost"
+                    )
         return unit
 
     def __iter__(self) -> Iterator[Unit]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -15,7 +17,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from .errors import S2VCError
+from .errors import InputError, S2VCError, StateMismatchError
 
 app = typer.Typer(
     help="S²VC single-step diffusion video codec: encode videos to .s2vc bitstreams and decode them back.",
@@ -28,6 +30,81 @@ console = Console(stderr=True)
 MODEL_HELP = "Model: a checkpoint folder, an S²VC release root (SD_ckpts/, I_ckpts/, P_ckpts/), or a preset name (tiny, official: random weights). Default: the shipped model."
 DEVICE_HELP = "Torch device, e.g. cpu or cuda."
 ENGINE_HELP = "Runtime that executes the networks: torch (the reference), onnxruntime or tensorrt (installed engines plug in by name)."
+THREADS_HELP = (
+    "CPU threads for the networks that may use several (the encoder's analysis and the output VAE decode; the networks "
+    "decoding depends on always run on one, so a file decodes the same for any value). Default: the idle cores, "
+    "1 when the machine is busy."
+)
+MAX_SIZE_HELP = "Refuse pictures wider or taller than WIDTHxHEIGHT (default 7680x4320, or S2VC_MAX_WIDTH/S2VC_MAX_HEIGHT)."
+MAX_PIXELS_HELP = "Refuse pictures of more pixels than this (default 3840*2160, or S2VC_MAX_PIXELS)."
+
+
+def default_threads() -> int:
+    """Idle cores, at least 1 and at most 4: on a busy machine extra OpenMP threads only wait for each other
+    (docs/performance.md, "Threads under load")."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        load = 0.0
+    return max(1, min(4, cores, int(cores - load + 0.5)))
+
+
+def _set_threads(threads: Optional[int]) -> int:
+    import torch
+
+    n = threads or default_threads()
+    torch.set_num_threads(n)
+    return n
+
+
+def _limits(max_size: Optional[str], max_pixels: Optional[int]):
+    from dataclasses import replace
+
+    from .limits import FrameLimits
+    from .video_io import parse_size
+
+    limits = FrameLimits.from_env()
+    if max_size:
+        w, h = parse_size(max_size)
+        limits = replace(limits, max_width=w, max_height=h)
+    if max_pixels:
+        limits = replace(limits, max_pixels=max_pixels)
+    return limits
+
+
+def _require_input(path: Path) -> None:
+    """Fail on a missing or unreadable input at once, before any model or runtime is imported."""
+    if not path.exists():
+        raise InputError(f"input {path} does not exist")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"input {path} is not readable")
+
+
+def _temp_output(output: Path) -> Path:
+    """A hidden name beside ``output`` with the same suffix (the writer picks the format by suffix)."""
+    return output.with_name(f".{output.stem}.partial-{os.getpid()}{output.suffix}")
+
+
+def _publish(tmp: Path, output: Path) -> None:
+    """Move a finished output into place: a file atomically; a PNG folder's files into ``output``."""
+    if tmp.is_dir():
+        output.mkdir(parents=True, exist_ok=True)
+        for f in sorted(tmp.iterdir()):
+            os.replace(f, output / f.name)
+        tmp.rmdir()
+    else:
+        os.replace(tmp, output)
+
+
+def _discard(tmp: Path) -> None:
+    if tmp.is_dir():
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        tmp.unlink(missing_ok=True)
 
 
 def _progress() -> Progress:
@@ -61,8 +138,20 @@ def _engine(m, name: str, device: str):
         return found[name].load()(m, device=device)
 
 
-def _fail(exc: Exception) -> None:
-    console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
+def _describe(exc: BaseException) -> str:
+    """An error as a sentence: OSErrors without their errno prefix, naming the file."""
+    if isinstance(exc, OSError) and not isinstance(exc, S2VCError):
+        what = exc.strerror or str(exc)
+        return f"{exc.filename}: {what}" if exc.filename else what
+    return str(exc).rstrip(".")
+
+
+def _fail(exc: BaseException) -> None:
+    _fail_text(_describe(exc))
+
+
+def _fail_text(text: str) -> None:
+    console.print(f"[red]error:[/] {escape(text)}", soft_wrap=True, highlight=False)
     raise typer.Exit(code=2)
 
 
@@ -89,18 +178,26 @@ def encode(
     intra_period: int = typer.Option(0, "--intra-period", min=0, help="An I-frame every N frames (0: only the first)."),
     device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
     engine: str = typer.Option("torch", "--engine", help=ENGINE_HELP),
+    threads: Optional[int] = typer.Option(None, "--threads", "-t", min=1, help=THREADS_HELP),
+    max_size: Optional[str] = typer.Option(None, "--max-size", help=MAX_SIZE_HELP),
+    max_pixels: Optional[int] = typer.Option(None, "--max-pixels", min=1, help=MAX_PIXELS_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
 ) -> None:
     """Encode a video into an .s2vc bitstream; prints frames, bpp, kbps, fps and PSNR."""
-    from .codec import Codec
-    from .pipeline import encode_file
-    from .rate_control import RateController
-    from .video_io import VideoReader, parse_size
-
     try:
+        _require_input(input)
+        from .video_io import VideoReader, parse_size
+
+        limits = _limits(max_size, max_pixels)
         reader = VideoReader(input, size=parse_size(size) if size else None, fps=fps)
+        limits.check(reader.info.width, reader.info.height, f"input {input.name}")
+        from .codec import Codec
+        from .pipeline import encode_file
+        from .rate_control import RateController
+
+        _set_threads(threads)
         m = _load(model, device, rates=None if target_kbps else [rate])
-        codec = Codec(_engine(m, engine, device), device, reset_interval=reset_interval, intra_period=intra_period)
+        codec = Codec(_engine(m, engine, device), device, reset_interval=reset_interval, intra_period=intra_period, limits=limits)
         info = reader.info
         params = codec.sequence_params(info.width, info.height, info.fps, rate)
         codec.check_sequence(params)  # a rate point the model lacks is an error before any frame is read
@@ -111,36 +208,53 @@ def encode(
             summary, _ = encode_file(
                 codec, reader.frames(frames), output, params, controller=controller, progress=lambda n: bar.update(task, advance=n)
             )
-    except S2VCError as exc:
-        _fail(exc)
+    except (S2VCError, OSError) as exc:
+        _fail_text(f"cannot encode {input}: {_describe(exc)}. Nothing was written to {output}.")
     _report("encoded", summary.as_dict() | {"output": str(output)}, json_out)
 
 
 @app.command()
 def decode(
     input: Path = typer.Argument(..., help="Input .s2vc file."),
-    output: Path = typer.Argument(..., help="Output: .mp4/.mkv (H.264), .y4m, .yuv, .rgb, or a folder name for PNGs."),
+    output: Path = typer.Argument(
+        ...,
+        help="Output: .y4m, .yuv or .rgb (lossless), a folder name for PNGs (lossless), or .mp4/.mkv "
+        "(H.264 at CRF 12: near-lossless but lossy).",
+    ),
     model: Optional[str] = typer.Option(None, "--model", "-m", help=MODEL_HELP),
     reference: Optional[Path] = typer.Option(None, "--reference", help="The source video, to report PSNR."),
     device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
     engine: str = typer.Option("torch", "--engine", help=ENGINE_HELP),
+    threads: Optional[int] = typer.Option(None, "--threads", "-t", min=1, help=THREADS_HELP),
+    max_size: Optional[str] = typer.Option(None, "--max-size", help=MAX_SIZE_HELP),
+    max_pixels: Optional[int] = typer.Option(None, "--max-pixels", min=1, help=MAX_PIXELS_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
 ) -> None:
-    """Decode an .s2vc bitstream to a video file or PNG folder."""
-    from .codec import Codec
-    from .pipeline import Summary, decode_stream, psnr
-    from .video_io import VideoReader, VideoWriter
-
+    """Decode an .s2vc bitstream to a video file or PNG folder. Nothing is written unless every frame decodes."""
+    tmp = _temp_output(output)
     try:
+        _require_input(input)
+        if reference is not None:
+            _require_input(reference)
+        from .bitstream import StreamReader
+        from .codec import Codec
+        from .pipeline import Summary, decode_stream, psnr
+        from .video_io import VideoReader, VideoWriter
+
+        limits = _limits(max_size, max_pixels)
+        with open(input, "rb") as f:  # header and limits before any model is loaded
+            header = StreamReader(f).params
+        limits.check(header.width, header.height, f"{input.name} declares a picture that")
+        _set_threads(threads)
         m = _load(model, device)
-        codec = Codec(_engine(m, engine, device), device)
+        codec = Codec(_engine(m, engine, device), device, limits=limits)
         with open(input, "rb") as source:
             params, frames = decode_stream(codec, source)
             refs = VideoReader(reference).frames() if reference else None
             fps = params.fps_num / params.fps_den
             summary = Summary(width=params.width, height=params.height, fps=fps, total_bytes=input.stat().st_size)
             start = time.perf_counter()
-            with _progress() as bar, VideoWriter(output, params.width, params.height, fps) as writer:
+            with _progress() as bar, VideoWriter(tmp, params.width, params.height, fps) as writer:
                 task = bar.add_task("decoding", total=None, info="")
                 for frame, _ in frames:
                     writer.write(frame)
@@ -150,10 +264,24 @@ def decode(
                         summary.psnr.append(psnr(ref, frame))
                     bar.update(task, advance=1)
         summary.seconds = time.perf_counter() - start
-    except S2VCError as exc:
-        _fail(exc)
-    except OSError as exc:
-        _fail(exc)
+        _publish(tmp, output)
+    except StateMismatchError as exc:
+        _discard(tmp)
+        frame = exc.frame_index
+        _fail_text(
+            f"cannot decode {input}: frame {frame} was made by another engine or machine (or another --threads setting of an "
+            f"older version, or other weights under the same model identity); frames 0-{frame - 1 if frame else 0} decode here, "
+            "later ones would be wrong pictures. Decode it with the engine and machine type that encoded it. Nothing was written. "
+            f"[{exc}]"
+            if frame
+            else f"cannot decode {input}: {exc}. Nothing was written."
+        )
+    except (S2VCError, OSError) as exc:
+        _discard(tmp)
+        _fail_text(f"cannot decode {input}: {_describe(exc)}. Nothing was written to {output}.")
+    except BaseException:
+        _discard(tmp)
+        raise
     _report("decoded", summary.as_dict() | {"output": str(output)}, json_out)
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import struct
 import time
+import zlib
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Callable, Sequence
@@ -37,6 +38,7 @@ from .errors import (
     StateMismatchError,
     UnitOrderError,
 )
+from .limits import FrameLimits
 from .networks.inter import checkerboard_masks
 from .networks.intra import intra_pass_masks
 from .protocol import ModelNetworks
@@ -48,6 +50,26 @@ INTER_Y_RANGE = (-128, 127)  # P-frame y symbols, as the release clamps them
 INTER_Z_RANGE = (-128, 127)  # P-frame z symbols (stored as int8 by the release)
 FLAG_RESET = 0x01
 MAX_SIDE = 16384
+#: Threads the networks run with whose outputs decoding depends on (everything but the encoder's analysis
+#: transforms and the output VAE decode). A float kernel's reduction order depends on its thread count (the
+#: U-Net's group norms and some 1x1 convolutions do), and the entropy parameters are computed from the stream
+#: state those networks produce; fixing their thread count on both sides makes a stream decode the same for
+#: any ``--threads``. Part of the format's determinism contract (docs/bitstream.md, "Determinism").
+STATE_THREADS = 1
+
+
+@contextlib.contextmanager
+def fixed_threads(n: int | None):
+    """Run torch's intra-op work with ``n`` threads inside the block (``None``: leave the setting alone)."""
+    before = torch.get_num_threads()
+    if n is None or n == before:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def padded_size(height: int, width: int) -> tuple[int, int]:
@@ -92,9 +114,27 @@ class _Symbols:
 
     z: np.ndarray
     y_passes: list[tuple[np.ndarray, np.ndarray]]  # (symbols, scale indices) per pass
+    context: bytes = b""  # the unit's fields that seed the symbol check (:func:`unit_context`)
 
-    def checksum(self) -> int:
-        return entropy.symbols_crc32([self.z, *(symbols for symbols, _ in self.y_passes)])
+    def symbol_check(self) -> int:
+        """CRC-32 of the unit's context (type, flags, rate, frame index, picture size) and every coded symbol."""
+        crc = zlib.crc32(self.context)
+        for a in (self.z, *(symbols for symbols, _ in self.y_passes)):
+            crc = zlib.crc32(np.ascontiguousarray(np.asarray(a), dtype="<i4").tobytes(), crc)
+        return crc & 0xFFFFFFFF
+
+    def entropy_check(self) -> int:
+        """CRC-32 of the quantised entropy parameters: every y symbol's scale index (u8), in coding order."""
+        crc = 0
+        for _, idx in self.y_passes:
+            crc = zlib.crc32(np.ascontiguousarray(np.asarray(idx), dtype=np.uint8).tobytes(), crc)
+        return crc & 0xFFFFFFFF
+
+
+def unit_context(unit_type: int, flags: int, rate: int, frame_index: int, width: int, height: int) -> bytes:
+    """The bytes that seed a payload's symbol check (docs/bitstream.md): a unit edited in any of these fields, or
+    decoded under another picture size, fails its check instead of producing a wrong picture."""
+    return struct.pack(">BBBIHH", int(unit_type), flags, rate, frame_index, width, height)
 
 
 DEFAULT_RESET_INTERVAL = 32  # the release's P-frames between context re-anchors
@@ -105,10 +145,22 @@ class Codec:
 
     ``reset_interval``: P-frames between context re-anchors; ``None`` takes the model's own recommendation, else
     32 as in the release. ``intra_period``: an I-frame every that many frames (0 = only the first).
+    ``limits``: the largest picture accepted (checked before anything is allocated; default
+    :class:`~s2vc.limits.FrameLimits`, overridable by ``S2VC_MAX_WIDTH``/``S2VC_MAX_HEIGHT``/``S2VC_MAX_PIXELS``).
+    ``state_threads``: torch threads of the networks decoding depends on (:data:`STATE_THREADS`; the same on
+    both sides, or streams decode only on the thread setting that made them). Every other network uses
+    torch's current setting.
     """
 
     def __init__(
-        self, model: ModelNetworks, device: str | torch.device | None = None, *, reset_interval: int | None = None, intra_period: int = 0
+        self,
+        model: ModelNetworks,
+        device: str | torch.device | None = None,
+        *,
+        reset_interval: int | None = None,
+        intra_period: int = 0,
+        limits: FrameLimits | None = None,
+        state_threads: int | None = STATE_THREADS,
     ) -> None:
         if reset_interval is None:
             reset_interval = getattr(model, "reset_interval", None) or DEFAULT_RESET_INTERVAL
@@ -120,6 +172,8 @@ class Codec:
         self.device = torch.device(device) if device is not None else getattr(model, "device", torch.device("cpu"))
         self.reset_interval = reset_interval
         self.intra_period = intra_period
+        self.limits = limits if limits is not None else FrameLimits.from_env()
+        self.state_threads = state_threads
         self._gaussian = {r: entropy.GaussianModel(*r) for r in (INTRA_Y_RANGE, INTER_Y_RANGE)}
         # when set, called with (stage, seconds, batch size) for the stages vae, networks, unet and entropy
         self.on_stage: StageCallback | None = None
@@ -128,6 +182,7 @@ class Codec:
     def new_state(self, width: int, height: int, rate: int = 0) -> StreamState:
         if not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE):
             raise InputError(f"frame size {width}x{height} is outside 1..{MAX_SIDE}")
+        self.limits.check(width, height)
         self._check_rate(rate)
         return StreamState(width=width, height=height, rate=rate)
 
@@ -146,7 +201,9 @@ class Codec:
         )
 
     def check_sequence(self, params: SequenceParams) -> None:
-        """Raise ModelMismatchError unless ``params`` (a file header or SEQ unit) was made by this model."""
+        """Raise ModelMismatchError unless ``params`` (a file header or SEQ unit) was made by this model, and
+        :class:`~s2vc.errors.LimitError` when its picture exceeds :attr:`limits` (before anything is allocated)."""
+        self.limits.check(params.width, params.height)
         if params.model_id != self.model.model_id or params.weight_hash != self.model.weight_hash:
             raise ModelMismatchError(
                 f"stream made by model {params.model_id!r} (weights {params.weight_hash.hex()}), "
@@ -230,17 +287,19 @@ class Codec:
             with self._stage("networks", n):
                 y, z = nets.intra.encode(x, latent)
             for part in _chunks(n, exact):
-                z_hat, index = self._run("networks", len(group[part]), nets.intra.quantize_z, z[part].float())
-                passes, x0, feats = self._intra_synthesis(nets, z_hat, y[part].float(), None)
+                with fixed_threads(self.state_threads):
+                    z_hat, index = self._run("networks", len(group[part]), nets.intra.quantize_z, z[part].float())
+                    passes, x0, feats = self._intra_synthesis(nets, z_hat, y[part].float(), None)
                 z_symbols = index.to(torch.int32).cpu().numpy().reshape(index.shape[0], index.shape[1], -1)
                 symbols += [_Symbols(z_symbols[i], [p[i] for p in passes]) for i in range(len(z_symbols))]
                 x0_parts.append(x0)
                 new_states += [self._after_intra(item.state, item.rate, x0[i : i + 1], _item_feats(feats, i)) for i, item in enumerate(group[part])]
-            unit_type, flags, checks = UnitType.I, 0, [0] * n
+            unit_type, flags = UnitType.I, 0
         else:
             contexts = []
             for item in group:  # the context runs one stream at a time, in the encoder and the decoder alike
-                contexts.append(self._run("networks", 1, nets.inter.context, item.state.ref_frame, item.state.ref_feature, first.reset))
+                with fixed_threads(self.state_threads):
+                    contexts.append(self._run("networks", 1, nets.inter.context, item.state.ref_frame, item.state.ref_feature, first.reset))
             ctx_all = torch.cat([c for c, _ in contexts])
             with self._stage("networks", n):
                 y, z = nets.inter.encode(x, ctx_all)
@@ -248,7 +307,8 @@ class Codec:
             for part in _chunks(n, exact):
                 ctx, ctx_t = ctx_all[part], torch.cat([t for _, t in contexts[part]])
                 z_hat = z_hat_all[part]
-                passes, feature, x0, feats = self._inter_synthesis(nets, z_hat, ctx, ctx_t, y[part].float(), None, group[part])
+                with fixed_threads(self.state_threads):
+                    passes, feature, x0, feats = self._inter_synthesis(nets, z_hat, ctx, ctx_t, y[part].float(), None, group[part])
                 z_symbols = z_hat.to(torch.int32).cpu().numpy().reshape(z_hat.shape[0], z_hat.shape[1], -1)
                 symbols += [_Symbols(z_symbols[i], [p[i] for p in passes]) for i in range(len(z_symbols))]
                 x0_parts.append(x0)
@@ -256,12 +316,17 @@ class Codec:
                     self._after_inter(item.state, item.rate, x0[i : i + 1], feature[i : i + 1], _item_feats(feats, i))
                     for i, item in enumerate(group[part])
                 ]
-            unit_type, flags, checks = UnitType.P, FLAG_RESET if first.reset else 0, [item.state.check() for item in group]
+            unit_type, flags = UnitType.P, FLAG_RESET if first.reset else 0
         with self._stage("entropy", n):
+            contexts_bytes = [
+                unit_context(unit_type, flags, item.rate, item.state.frame_index, item.state.width, item.state.height) for item in group
+            ]
+            for sym, ctx in zip(symbols, contexts_bytes):
+                sym.context = ctx
             payloads = [self._write_payload(unit_type, sym, first.rate) for sym in symbols]
         units = [
-            Unit(type=unit_type, flags=flags, rate=item.rate, frame_index=item.state.frame_index, state_check=check, payload=payload)
-            for item, check, payload in zip(group, checks, payloads)
+            Unit(type=unit_type, flags=flags, rate=item.rate, frame_index=item.state.frame_index, state_check=sym.entropy_check(), payload=payload)
+            for item, sym, payload in zip(group, symbols, payloads)
         ]
         recons = self._reconstruct(torch.cat(x0_parts), [item.state for item in group], exact) if reconstruct else [None] * n
         return list(zip(units, new_states, recons))
@@ -269,19 +334,26 @@ class Codec:
     def _intra_synthesis(self, nets, z_hat: Tensor, y: Tensor | None, readers):
         """Decoder side of an I-frame from z_hat: the four y passes, synthesis and U-Net → (passes, x0, feats)."""
         y_hat, passes, z_semantic = self._intra_passes(nets, z_hat, y, readers)
-        with self._stage("networks", len(z_hat)):
-            f_pix, tokens = nets.intra.decode(y_hat, z_semantic)
-        x0, feats = self._run("unet", len(z_hat), nets.unet, f_pix, tokens, None, "iframe")
+        x0, feats = self._intra_finish(nets, y_hat, z_semantic)
         return passes, x0, feats
+
+    def _intra_finish(self, nets, y_hat: Tensor, z_semantic: Tensor):
+        with self._stage("networks", len(y_hat)):
+            f_pix, tokens = nets.intra.decode(y_hat, z_semantic)
+        return self._run("unet", len(y_hat), nets.unet, f_pix, tokens, None, "iframe")
 
     def _inter_synthesis(self, nets, z_hat: Tensor, ctx: Tensor, ctx_t: Tensor, y: Tensor | None, readers, items):
         """Decoder side of a P-frame: the two y passes, synthesis and U-Net with TCG → (passes, feature, x0, feats)."""
         y_hat, passes = self._inter_passes(nets, z_hat, ctx_t, y, readers)
-        with self._stage("networks", len(z_hat)):
+        feature, x0, feats = self._inter_finish(nets, y_hat, ctx, items)
+        return passes, feature, x0, feats
+
+    def _inter_finish(self, nets, y_hat: Tensor, ctx: Tensor, items):
+        with self._stage("networks", len(y_hat)):
             feature, f_pix, tokens = nets.inter.decode(y_hat, ctx)
         prev = _stack_feats([item.state.unet_feats for item in items])
-        x0, feats = self._run("unet", len(z_hat), nets.unet, f_pix, tokens, prev, "pframe")
-        return passes, feature, x0, feats
+        x0, feats = self._run("unet", len(y_hat), nets.unet, f_pix, tokens, prev, "pframe")
+        return feature, x0, feats
 
     def _intra_passes(self, nets, z_hat: Tensor, y: Tensor | None, readers) -> tuple[Tensor, list, Tensor]:
         """The four spatial passes of an I-frame; encodes ``y`` or, with ``readers`` (one per item), decodes."""
@@ -343,11 +415,15 @@ class Codec:
             entropy.UniformModel(self._fsq_levels(symbols.z.shape[0])).encode(enc, symbols.z)
             gauss = self._gaussian[INTRA_Y_RANGE]
         else:
-            entropy.CategoricalModel(self.model.z_pmf(rate, *INTER_Z_RANGE), INTER_Z_RANGE[0]).encode(enc, symbols.z)
+            entropy.CategoricalModel(self._z_pmf(rate), INTER_Z_RANGE[0]).encode(enc, symbols.z)
             gauss = self._gaussian[INTER_Y_RANGE]
         for values, idx in symbols.y_passes:
             gauss.encode(enc, values, idx)
-        return struct.pack(">I", symbols.checksum()) + entropy.encoder_bytes(enc)
+        return struct.pack(">I", symbols.symbol_check()) + entropy.encoder_bytes(enc)
+
+    def _z_pmf(self, rate: int):
+        with fixed_threads(self.state_threads):
+            return self.model.z_pmf(rate, *INTER_Z_RANGE)
 
     def _fsq_levels(self, channels: int) -> list[int]:
         levels = list(self.model.preset.intra.fsq_levels)
@@ -416,7 +492,7 @@ class Codec:
             return exc
 
     def _decode_item(self, slot: int, state: StreamState, unit: Unit) -> _DecodeItem:
-        """Check a unit against its stream's state (type, order, state check) before any network runs."""
+        """Check a unit against its stream's state (type, order, rate) before any network runs."""
         if unit.type not in (UnitType.I, UnitType.P):
             raise UnitOrderError(f"decode_frame takes I or P units, got {unit.type.name}")
         self._check_rate(unit.rate)
@@ -433,16 +509,15 @@ class Codec:
                 raise UnitOrderError(f"P unit for frame {unit.frame_index} without a preceding I unit")
             if unit.frame_index != state.frame_index:
                 raise UnitOrderError(f"P unit for frame {unit.frame_index}, expected frame {state.frame_index}: a unit is missing")
-            if unit.state_check != state.check():
-                raise StateMismatchError(
-                    f"P unit for frame {unit.frame_index} was coded against another decoder state "
-                    f"(check {unit.state_check:08x}, this decoder {state.check():08x}); request an I-frame"
-                )
         hp, wp = padded_size(state.height, state.width)
         return _DecodeItem(slot, state, unit.rate, intra, bool(unit.flags & FLAG_RESET) and not intra, (hp, wp), unit)
 
     def _decode_part(self, items: list[_DecodeItem]) -> list[tuple[Tensor, StreamState] | S2VCError]:
-        """Decode stacked units of one group (same size, type and rate) → per item (x0, new state) or its error."""
+        """Decode stacked units of one group (same size, type and rate) → per item (x0, new state) or its error.
+
+        The symbols and the entropy parameters are checked right after entropy decoding, before the synthesis
+        networks run: a unit that fails produces no picture and leaves its stream's state as it was.
+        """
         first, n = items[0], len(items)
         nets = self.model.rate(first.rate)
         hp, wp = first.size
@@ -455,30 +530,54 @@ class Codec:
                 z = [entropy.UniformModel(levels).decode(dec, h64 * w64) for dec in decoders]
                 index = torch.from_numpy(np.stack(z).astype(np.int64)).reshape(n, len(levels), h64, w64).to(self.device)
             else:
-                pmf = self.model.z_pmf(first.rate, *INTER_Z_RANGE)
+                pmf = self._z_pmf(first.rate)
                 z = [entropy.CategoricalModel(pmf, INTER_Z_RANGE[0]).decode(dec, h64 * w64) for dec in decoders]
                 z_hat = torch.from_numpy(np.stack(z).astype(np.float32)).reshape(n, pmf.shape[0], h64, w64).to(self.device)
-        if first.intra:
-            z_hat = self._run("networks", n, nets.intra.dequantize_z, index)
-            passes, x0, feats = self._intra_synthesis(nets, z_hat, None, readers)
-        else:
-            contexts = [self._run("networks", 1, nets.inter.context, it.state.ref_frame, it.state.ref_feature, first.reset) for it in items]
-            ctx, ctx_t = torch.cat([c for c, _ in contexts]), torch.cat([t for _, t in contexts])
-            passes, feature, x0, feats = self._inter_synthesis(nets, z_hat, ctx, ctx_t, None, readers, items)
+        with fixed_threads(self.state_threads):
+            if first.intra:
+                z_hat = self._run("networks", n, nets.intra.dequantize_z, index)
+                y_hat, passes, z_semantic = self._intra_passes(nets, z_hat, None, readers)
+            else:
+                contexts = [self._run("networks", 1, nets.inter.context, it.state.ref_frame, it.state.ref_feature, first.reset) for it in items]
+                ctx, ctx_t = torch.cat([c for c, _ in contexts]), torch.cat([t for _, t in contexts])
+                y_hat, passes = self._inter_passes(nets, z_hat, ctx_t, None, readers)
+            problems = [self._verify(item, _Symbols(z[i], [p[i] for p in passes])) for i, item in enumerate(items)]
+            if all(problems):
+                return problems  # type: ignore[return-value]
+            if first.intra:
+                x0, feats = self._intra_finish(nets, y_hat, z_semantic)
+            else:
+                feature, x0, feats = self._inter_finish(nets, y_hat, ctx, items)
         results: list[tuple[Tensor, StreamState] | S2VCError] = []
-        for i, item in enumerate(items):
-            expected = struct.unpack(">I", item.unit.payload[:4])[0]
-            if _Symbols(z[i], [p[i] for p in passes]).checksum() != expected:
-                results.append(StateMismatchError(
-                    f"{item.unit.type.name} unit for frame {item.unit.frame_index}: decoded symbols fail their check; the decoder's "
-                    "entropy parameters differ from the encoder's (another model, backend or a drifted state)"
-                ))
+        for i, (item, problem) in enumerate(zip(items, problems)):
+            if problem is not None:
+                results.append(problem)
             elif first.intra:
                 results.append((x0[i : i + 1], self._after_intra(item.state, item.rate, x0[i : i + 1], _item_feats(feats, i))))
             else:
                 new_state = self._after_inter(item.state, item.rate, x0[i : i + 1], feature[i : i + 1], _item_feats(feats, i))
                 results.append((x0[i : i + 1], new_state))
         return results
+
+    def _verify(self, item: _DecodeItem, symbols: _Symbols) -> S2VCError | None:
+        """The unit's entropy-parameter check, then its symbol check (docs/bitstream.md, "Checks")."""
+        unit, state = item.unit, item.state
+        ours = symbols.entropy_check()
+        if ours != unit.state_check:
+            return StateMismatchError(
+                f"frame {unit.frame_index} ({unit.type.name} unit) cannot be decoded here: this decoder computes other entropy "
+                f"parameters than the encoder did (check {unit.state_check:08x}, here {ours:08x}). The stream was made by "
+                "another engine, machine or thread setting, or by other weights under the same model identity",
+                frame_index=unit.frame_index,
+            )
+        expected = struct.unpack(">I", unit.payload[:4])[0]
+        symbols.context = unit_context(unit.type, unit.flags, unit.rate, unit.frame_index, state.width, state.height)
+        if symbols.symbol_check() != expected:
+            return CorruptStreamError(
+                f"frame {unit.frame_index} ({unit.type.name} unit): the decoded symbols fail their check although the entropy "
+                "parameters match: the unit's payload or fields, or the picture size in the header, were altered"
+            )
+        return None
 
     def _reader(self, dec):
         return lambda symbol_range, idx: self._gaussian[tuple(symbol_range)].decode(dec, idx)

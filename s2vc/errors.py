@@ -35,10 +35,18 @@ class ModelMismatchError(BitstreamError):
 
 
 class StateMismatchError(BitstreamError):
-    """The decoder state differs from the one the encoder coded against (drift, a lost unit, another backend).
+    """This decoder computes other entropy parameters for a unit than its encoder did: the stream was made by
+    another engine, machine or thread setting (or other weights under the same identity), or a live decoder
+    drifted after a loss.
 
-    Raised before any pixel is produced, so a caller never receives noise; request an I-frame to recover.
+    Raised before the unit's picture is produced, so a caller never receives a wrong picture. ``frame_index`` is
+    the frame that failed. In a file that is final (decode it where it was made); in a live call, request an
+    I-frame to recover.
     """
+
+    def __init__(self, message: str, frame_index: int | None = None) -> None:
+        super().__init__(message)
+        self.frame_index = frame_index
 
 
 class CheckpointError(S2VCError):
@@ -47,3 +55,8 @@ class CheckpointError(S2VCError):
 
 class InputError(S2VCError):
     """Input frames or video files that cannot be used (unreadable, wrong size, empty)."""
+
+
+class LimitError(InputError):
+    """A picture (a stream header, a frame, a video file) larger than the configured limits of width, height and
+    pixels (:class:`s2vc.limits.FrameLimits`). Raised before anything of that size is allocated."""

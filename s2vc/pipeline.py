@@ -12,7 +12,7 @@ import numpy as np
 
 from .bitstream import UNIT_OVERHEAD, SequenceParams, StreamReader, StreamWriter, UnitType
 from .codec import Codec
-from .errors import InputError
+from .errors import BitstreamError, CorruptStreamError, InputError, StateMismatchError
 from .rate_control import RateController
 from .state import StreamState
 
@@ -101,23 +101,51 @@ def encode_frames(
     return summary, recons
 
 
-def decode_stream(codec: Codec, source: BinaryIO | bytes) -> tuple[SequenceParams, Iterator[tuple[np.ndarray, int]]]:
-    """Read the header (checking the model) and return an iterator of (frame, unit bytes)."""
-    reader = StreamReader(source)
+def decode_stream(
+    codec: Codec, source: BinaryIO | bytes, *, whole_file: bool = True
+) -> tuple[SequenceParams, Iterator[tuple[np.ndarray, int]]]:
+    """Read the header (checking the model and the picture-size limits) and return an iterator of
+    (frame, unit bytes).
+
+    ``whole_file`` (the default): the stream is a complete file, so it must end with its END unit, whose
+    frame count must match, and nothing may follow END; a file that breaks these rules raises
+    :class:`~s2vc.errors.TruncatedStreamError` / :class:`~s2vc.errors.CorruptStreamError` naming the last good
+    frame. ``whole_file=False`` reads a live stream: it may stop at any unit boundary.
+    """
+    reader = StreamReader(source, require_end=whole_file)
     params = reader.params
     codec.check_sequence(params)
 
     def frames() -> Iterator[tuple[np.ndarray, int]]:
         state: StreamState = codec.new_state(params.width, params.height, params.rate)
-        while (unit := reader.read_unit()) is not None:
-            if unit.type == UnitType.END:
+        decoded = 0
+        while True:
+            try:
+                unit = reader.read_unit()
+            except BitstreamError as exc:
+                raise type(exc)(f"{exc} ({_last_good(decoded)})") from None
+            if unit is None or unit.type == UnitType.END:
+                if unit is not None and whole_file and unit.frame_index != state.frame_index:
+                    raise CorruptStreamError(
+                        f"the END unit counts {unit.frame_index} frames, the file holds {state.frame_index} ({_last_good(decoded)})"
+                    )
                 return
             if unit.type == UnitType.SEQ:
                 continue
-            frame, state = codec.decode_frame(state, unit)
+            try:
+                frame, state = codec.decode_frame(state, unit)
+            except StateMismatchError as exc:
+                if exc.frame_index is None:
+                    exc.frame_index = unit.frame_index
+                raise
+            decoded += 1
             yield frame, UNIT_OVERHEAD + len(unit.payload)
 
     return params, frames()
+
+
+def _last_good(decoded: int) -> str:
+    return f"the last good frame is frame {decoded - 1}" if decoded else "no frame decoded"
 
 
 def encode_file(codec: Codec, frames: Iterable[np.ndarray], out_path: Path, params: SequenceParams, **kwargs) -> tuple[Summary, list[np.ndarray]]:

@@ -17,6 +17,23 @@ from .errors import InputError
 
 PNG_SUFFIXES = (".png",)
 RAW_SUFFIXES = (".yuv", ".rgb")
+#: sizes suggested when a raw file's byte count does not fit the given --size
+COMMON_SIZES = (
+    (176, 144), (320, 240), (352, 240), (352, 288), (416, 240), (640, 360), (640, 480), (704, 576), (720, 480),
+    (720, 576), (832, 480), (960, 540), (1024, 768), (1280, 720), (1920, 1080), (2560, 1440), (3840, 2160),
+)
+
+
+def av_reason(exc: BaseException) -> str:
+    """What FFmpeg said, without Python's ``[Errno 1094995529]`` prefix or the repeated file name."""
+    text = getattr(exc, "strerror", None) or str(exc)
+    if text.startswith("[Errno"):
+        text = text.split("]", 1)[-1].strip()
+    return text.rstrip(".").replace("Invalid data found when processing input", "not a video FFmpeg can read (invalid data)")
+
+
+def _raw_frame_bytes(w: int, h: int, fmt: str) -> int:
+    return w * h * 3 if fmt == "rgb24" else w * h * 3 // 2
 
 
 @dataclass(frozen=True)
@@ -60,9 +77,19 @@ class VideoReader:
             self._frame_bytes = w * h * 3 if self._raw_fmt == "rgb24" else w * h * 3 // 2
             if self._raw_fmt == "yuv420p" and (w % 2 or h % 2):
                 raise InputError(f"raw I420 needs an even width and height, got {w}x{h}")
-            n = self.path.stat().st_size // self._frame_bytes
-            if n == 0:
-                raise InputError(f"{self.path} is smaller than one {w}x{h} {self._raw_fmt} frame")
+            total = self.path.stat().st_size
+            n = total // self._frame_bytes
+            if n == 0 or total % self._frame_bytes:
+                fits = [
+                    f"{cw}x{ch} ({total // _raw_frame_bytes(cw, ch, self._raw_fmt)} frames)"
+                    for cw, ch in COMMON_SIZES
+                    if total % _raw_frame_bytes(cw, ch, self._raw_fmt) == 0 and total >= _raw_frame_bytes(cw, ch, self._raw_fmt)
+                ]
+                raise InputError(
+                    f"{self.path} holds {total:,} bytes, which is not a whole number of {w}x{h} {self._raw_fmt} frames "
+                    f"({self._frame_bytes:,} bytes each): the --size is wrong. "
+                    + (f"Sizes that fit: {', '.join(fits)}." if fits else "No common frame size fits it either.")
+                )
             self.info = VideoInfo(w, h, Fraction(fps or 25).limit_denominator(1001), n)
         else:
             try:
@@ -76,7 +103,7 @@ class VideoReader:
                         Fraction(fps).limit_denominator(1001) if fps else Fraction(rate), stream.frames or None,
                     )
             except av.FFmpegError as exc:
-                raise InputError(f"cannot read {self.path}: {exc}") from exc
+                raise InputError(f"cannot read {self.path}: {av_reason(exc)}") from exc
 
     @staticmethod
     def _read_png(path: Path) -> np.ndarray:
@@ -84,8 +111,10 @@ class VideoReader:
             with av.open(str(path)) as c:
                 frame = next(c.decode(video=0))
                 return frame.to_ndarray(format="rgb24")
-        except (av.FFmpegError, StopIteration) as exc:
-            raise InputError(f"cannot read image {path}: {exc}") from exc
+        except av.FFmpegError as exc:
+            raise InputError(f"cannot read image {path}: {av_reason(exc)}") from exc
+        except StopIteration:
+            raise InputError(f"cannot read image {path}: it holds no picture") from None
 
     def frames(self, limit: int | None = None) -> Iterator[np.ndarray]:
         count = 0
@@ -116,7 +145,7 @@ class VideoReader:
                     for frame in container.decode(video=0):
                         yield frame.to_ndarray(format="rgb24")
             except av.FFmpegError as exc:
-                raise InputError(f"cannot decode {self.path}: {exc}") from exc
+                raise InputError(f"cannot decode {self.path}: {av_reason(exc)}") from exc
 
 
 class VideoWriter:

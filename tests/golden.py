@@ -3,17 +3,16 @@
 ``python -m tests.golden --write`` regenerates ``tests/fixtures/golden/`` after a deliberate format change
 (say so in the commit); ``tests/test_golden.py`` checks that nothing changed by accident.
 
-What is pinned exactly is what the format defines from symbols: the header, every unit's fields and payload,
-the CRCs. Two things depend on the CPU's float arithmetic (MKL/oneDNN take other code paths on other CPUs), as
-``docs/bitstream.md`` says: a P unit's ``state_check`` (a CRC of the decoder state's float bytes) and the last
-bit of a decoded pixel. The stored stream keeps the state checks of the machine that wrote it; the tests stamp
-this machine's checks in before comparing bytes, and compare frames within one level of ``frames.npz``.
+What is pinned exactly is the whole stream: the header, every unit's fields, payload and CRCs. Since format
+version 2 a unit's ``state_check`` is a CRC of its scale indices (the quantised entropy parameters), not of float
+state bytes, so it is as stable across machines as the symbols themselves. The last bit of a decoded pixel still
+depends on the CPU's float arithmetic (MKL/oneDNN take other code paths on other CPUs): frames are compared within
+one level of ``frames.npz``.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import io
 import json
@@ -22,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from s2vc.bitstream import StreamReader, StreamWriter, UnitType
 from s2vc.codec import Codec
 from s2vc.model import S2VCModel
 from s2vc.pipeline import encode_frames
@@ -82,34 +80,6 @@ def frames_digest(frames: list[np.ndarray]) -> str:
     for f in frames:
         digest.update(np.ascontiguousarray(f).tobytes())
     return digest.hexdigest()
-
-
-def with_state_checks(data: bytes, checks: list[int]) -> bytes:
-    """``data`` rewritten with the given ``state_check`` of every unit (same order), all else unchanged."""
-    reader = StreamReader(data)
-    out = io.BytesIO()
-    writer = StreamWriter(out, reader.params)
-    for unit, check in zip(reader, checks, strict=True):
-        if unit.type != UnitType.END:
-            writer.write_unit(dataclasses.replace(unit, state_check=check))
-    writer.close()
-    return out.getvalue()
-
-
-def decode_with_own_checks(codec: Codec, data: bytes) -> list[np.ndarray]:
-    """Decode ``data``, taking each P unit's state check from this decoder's own state.
-
-    The symbols still have to match: every payload carries a CRC of its symbols, which the decoder checks.
-    """
-    params = StreamReader(data).params
-    state = codec.new_state(params.width, params.height, params.rate)
-    frames = []
-    for unit in StreamReader(data):
-        if unit.type in (UnitType.I, UnitType.P):
-            check = state.check() if unit.type == UnitType.P else 0
-            frame, state = codec.decode_frame(state, dataclasses.replace(unit, state_check=check))
-            frames.append(frame)
-    return frames
 
 
 def load_golden_frames() -> list[np.ndarray]:

@@ -52,10 +52,10 @@ def _stream() -> bytes:
 
 GOLDEN = (
     # header: magic, version, params, crc
-    "5332564301"
+    "5332564302"
     "74696e7900000000000000000000000000000000000000000000000000000000"
     "0123456789abcdef" "02" "0080" "0060" "00007530" "03e9" "0020" "0000"
-    "37baea7d"
+    "1105de04"
     # SEQ unit
     "00000047" "01000200" "00000000" "00000000"
     "74696e7900000000000000000000000000000000000000000000000000000000"
@@ -78,7 +78,7 @@ GOLDEN = (
 def test_header_roundtrip_and_size():
     h = B.pack_header(PARAMS)
     assert len(h) == B.HEADER_SIZE == 64 and B.PARAMS_SIZE == 55
-    assert h[:4] == b"S2VC" and h[4] == 1
+    assert h[:4] == b"S2VC" and h[4] == 2
     params, n = B.unpack_header(h + b"trailing")
     assert params == PARAMS and n == 64
     assert B.unpack_header(b"xx" + h, offset=2)[0] == PARAMS
@@ -156,7 +156,7 @@ def test_header_magic_version_crc():
     with pytest.raises(CorruptStreamError, match="magic"):
         B.unpack_header(b"RI")
     v2 = bytearray(h)
-    v2[4] = 2
+    v2[4] = 1  # version 1 (float state checks) is no longer read
     with pytest.raises(UnsupportedVersionError):
         B.unpack_header(bytes(v2))
     with pytest.raises(UnsupportedVersionError):
@@ -189,7 +189,7 @@ def test_unit_roundtrip():
         {"type": 9},
         {"type": B.UnitType.I, "flags": B.FLAG_RESET},
         {"type": B.UnitType.P, "flags": 2},
-        {"type": B.UnitType.I, "state_check": 1},
+        {"type": B.UnitType.SEQ, "state_check": 1, "payload": B.pack_params(PARAMS)},
         {"type": B.UnitType.END, "payload": b"x"},
         {"type": B.UnitType.SEQ, "payload": b"short"},
         {"type": B.UnitType.P, "rate": 256},
@@ -217,7 +217,7 @@ def _raw_unit(type_=3, flags=0, rate=0, reserved=0, frame_index=0, state_check=0
         ({"flags": 0x80}, "flags"),
         ({"type_": 2, "flags": 1}, "flags"),
         ({"reserved": 1}, "reserved"),
-        ({"type_": 2, "state_check": 3}, "state_check"),
+        ({"type_": 4, "state_check": 3}, "state_check"),
         ({"type_": 4, "payload": b"\0"}, "payload"),
         ({"type_": 1, "payload": b"\0" * 55}, "model_id"),
         ({"type_": 1, "payload": b""}, "payload"),
@@ -299,9 +299,26 @@ def test_writer_reader_roundtrip_file_like_and_bytes():
 
 
 def test_reader_stops_after_end():
+    """A live stream: nothing after END is read."""
     reader = B.StreamReader(_stream() + b"anything after END is not read")
     assert [u.type for u in reader][-1] == B.UnitType.END
     assert reader.read_unit() is None
+
+
+def test_a_whole_file_refuses_data_after_end():
+    """Issue 17.5: units after END in a file must not be silently ignored."""
+    extra = B.pack_unit(B.Unit(B.UnitType.P, frame_index=3, state_check=1, payload=b"late"))
+    with pytest.raises(CorruptStreamError, match="after the END unit"):
+        B.read_stream(_stream() + extra, require_end=True)
+    with pytest.raises(CorruptStreamError, match="after the END unit"):
+        B.read_stream(_stream() + b"\0", require_end=True)
+    assert len(B.read_stream(_stream() + extra, require_end=False)[1]) == 5
+
+
+def test_i_units_carry_a_state_check():
+    """Format version 2: the entropy-parameter check is carried by I and P units alike."""
+    u = B.Unit(B.UnitType.I, frame_index=0, state_check=0x1234, payload=b"i")
+    assert B.unpack_unit(B.pack_unit(u))[0] == u
 
 
 def test_clean_end_without_end_unit():
