@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 PIP_ARGS ?=  # extra pip options, e.g. the index of your CPU torch wheels
 
-.PHONY: install test demo bench bench-server bench-calls serve eval clean help
+.PHONY: install test demo bench bench-server bench-calls serve eval gpu-check clean help
 
 help:
 	@echo "make install   create .venv with every dependency pinned (torch 2.13.0 CPU)"
@@ -17,6 +17,8 @@ help:
 	@echo "make bench-server  real-time sessions, frame latency p50/p99, drops, RSS (ARGS='--streams 1,2,4 --size 160x120')"
 	@echo "make bench-calls   WebRTC calls: coded fps, latency p50/p99, kbps, drops (ARGS='--calls 1,2 --mode preview')"
 	@echo "make eval      rate-quality, BD-rate and speed against ffmpeg anchors (EVAL_CLIPS=...)"
+	@echo "make gpu-check on a GPU machine without network: install from deploy/gpu/wheels, then speed, memory and"
+	@echo "               correctness of both presets in under 9 minutes (GPU_OUT=gpu_check_out GPU_PYTHON=python3 ARGS=...)"
 
 install: $(STAMP)
 
@@ -48,6 +50,13 @@ bench-calls: install
 EVAL_CLIPS ?= ../shared/data/clips/foreman_352x288.h264 ../shared/data/clips/mobile_352x288.h264
 eval: install
 	$(BIN)/s2vc eval $(EVAL_CLIPS) --anchors x264-medium,x264-veryslow,x265-medium,svtav1,vvenc-medium --frames 16 --out eval_out $(ARGS)
+
+# Runs with the machine's own Python and torch (no .venv): the wheels in deploy/gpu/wheels/ come from
+# deploy/gpu/download_wheels.sh on a machine with network; everything is installed --no-deps (docs/performance.md).
+GPU_PYTHON ?= python3
+GPU_OUT    ?= gpu_check_out
+gpu-check:
+	PYTHON=$(GPU_PYTHON) deploy/gpu/gpu_check.sh $(GPU_OUT) $(ARGS)
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache

@@ -111,16 +111,28 @@ def pair_gflop(model, clip: list) -> float:
 
 
 def run_one(preset: str, width: int, height: int, frames: int, threads: int, device: str, variant: str, networks: bool) -> dict:
-    import numpy as np
     import torch
 
-    from engines import load_engine
-    from s2vc.codec import Codec, padded_size
     from s2vc.model import build_model
     from s2vc.presets import get_preset
 
     torch.set_num_threads(threads)
     model = build_model(get_preset(preset), num_rates=1)
+    return {"preset": preset} | measure(model, variant, device, width, height, frames, threads, networks=networks)
+
+
+def measure(model, variant: str, device: str, width: int, height: int, frames: int, threads: int, *, networks: bool = False,
+            i_frames: int = 0, verify: bool = False) -> dict:
+    """Time ``model`` through the engine ``variant``: median P-frame encode and decode after three warm-up frames
+    (I, reset P, P), and with ``i_frames`` also the median of that many I-frame encodes and decodes. ``verify``
+    codes one more P-frame with the encoder's reconstruction and records whether the decoder reproduces it exactly.
+    Shared by ``make bench`` (one configuration per process) and ``evaluation.gpu_check``."""
+    import numpy as np
+    import torch
+
+    from engines import load_engine
+    from s2vc.codec import Codec, padded_size
+
     name, options = engine_options(variant, threads)
     engine = load_engine(name, model, device=device, **options)
     codec = Codec(engine, device)
@@ -128,16 +140,34 @@ def run_one(preset: str, width: int, height: int, frames: int, threads: int, dev
     codec.on_stage = lambda stage, seconds, batch: stages.__setitem__(stage, stages.get(stage, 0.0) + seconds)
     rng = np.random.default_rng(0)
     base = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
-    clip = [np.roll(base, 3 * i, axis=1) for i in range(frames + 3)]
+    clip = [np.roll(base, 3 * i, axis=1) for i in range(frames + 4)]
     enc, dec = codec.new_state(width, height), codec.new_state(width, height)
+    warmup = time.perf_counter()
     for frame in clip[:3]:  # warm-up: the I-frame, a reset P-frame, a P-frame (every network, compiled/exported)
         unit, enc, _ = codec.encode_frame(enc, frame, reconstruct=False)
         _, dec = codec.decode_frame(dec, unit)
+    _sync(device)
+    row = {"size": f"{width}x{height}", "device": device, "threads": threads, "engine": variant,
+           "p_frames": frames, "params_m": sum(p.numel() for p in model.parameters()) / 1e6, "warmup_s": time.perf_counter() - warmup}
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
+    i_enc, i_dec = [], []
+    for frame in clip[:i_frames]:  # I-frames, each on fresh states (the networks are warm)
+        _sync(device)
+        t0 = time.perf_counter()
+        unit, _, _ = codec.encode_frame(codec.new_state(width, height), frame, reconstruct=False)
+        _sync(device)
+        t1 = time.perf_counter()
+        codec.decode_frame(codec.new_state(width, height), unit)
+        _sync(device)
+        i_enc.append(t1 - t0)
+        i_dec.append(time.perf_counter() - t1)
+    if i_frames:
+        ms_enc, ms_dec = 1000 * float(np.median(i_enc)), 1000 * float(np.median(i_dec))
+        row |= {"i_frames": i_frames, "i_encode_ms": ms_enc, "i_decode_ms": ms_dec, "i_encode_fps": 1000 / ms_enc, "i_decode_fps": 1000 / ms_dec}
     stages.clear()
     enc_times, dec_times = [], []
-    for frame in clip[3:]:
+    for frame in clip[3:3 + frames]:
         _sync(device)
         t0 = time.perf_counter()
         unit, enc, _ = codec.encode_frame(enc, frame, reconstruct=False)
@@ -147,8 +177,6 @@ def run_one(preset: str, width: int, height: int, frames: int, threads: int, dev
         _sync(device)
         enc_times.append(t1 - t0)
         dec_times.append(time.perf_counter() - t1)
-    row = {"preset": preset, "size": f"{width}x{height}", "device": device, "threads": threads, "engine": variant,
-           "p_frames": frames, "params_m": sum(p.numel() for p in model.parameters()) / 1e6}
     if not frames:
         return row
     enc_ms, dec_ms = 1000 * float(np.median(enc_times)), 1000 * float(np.median(dec_times))
@@ -159,6 +187,10 @@ def run_one(preset: str, width: int, height: int, frames: int, threads: int, dev
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else None,
     }
+    if verify:  # the encoder's reconstruction of one more P-frame against the decoder's output
+        unit, enc, recon = codec.encode_frame(enc, clip[3 + frames])
+        decoded, dec = codec.decode_frame(dec, unit)
+        row["decodes_identically"] = bool(np.array_equal(recon, decoded))
     if networks:
         row["network_ms"] = network_latency(engine, device, *padded_size(height, width))
         row["network_gflop"] = network_gflop(model, *padded_size(height, width))
