@@ -144,6 +144,27 @@ def decode_stream(
     return params, frames()
 
 
+def probe_file(source: BinaryIO | bytes) -> tuple[SequenceParams, int]:
+    """Check a whole ``.s2vc`` file's structure without decoding (header, every unit's CRC, END and its count,
+    nothing after END): returns (params, number of frames), or raises the error :func:`decode_stream` would,
+    naming the last good frame. Reads the units in 1 MiB chunks; holds one unit at a time."""
+    reader = StreamReader(source, require_end=True)
+    frames = 0
+    while True:
+        try:
+            unit = reader.read_unit()
+        except BitstreamError as exc:
+            raise type(exc)(f"{exc} ({_last_good(frames)})") from None
+        if unit is None:  # pragma: no cover - require_end raises first
+            return reader.params, frames
+        if unit.type == UnitType.END:
+            if unit.frame_index != frames:
+                raise CorruptStreamError(f"the END unit counts {unit.frame_index} frames, the file holds {frames} ({_last_good(frames)})")
+            return reader.params, frames
+        if unit.type in (UnitType.I, UnitType.P):
+            frames += 1
+
+
 def _last_good(decoded: int) -> str:
     return f"the last good frame is frame {decoded - 1}" if decoded else "no frame decoded"
 

@@ -105,6 +105,16 @@ class VideoReader:
             except av.FFmpegError as exc:
                 raise InputError(f"cannot read {self.path}: {av_reason(exc)}") from exc
 
+    def count_frames(self) -> int:
+        """The number of frames, from the header when it says, else by reading the packets (no decoding)."""
+        if self.info.frames:
+            return self.info.frames
+        try:
+            with av.open(str(self.path)) as container:
+                return sum(1 for packet in container.demux(video=0) if packet.size)
+        except av.FFmpegError as exc:
+            raise InputError(f"cannot read {self.path}: {av_reason(exc)}") from exc
+
     @staticmethod
     def _read_png(path: Path) -> np.ndarray:
         try:

@@ -14,8 +14,8 @@ import time
 from typing import Iterable, Iterator
 
 from s2vc.bitstream import StreamReader, StreamWriter, UnitType
-from s2vc.errors import InputError, S2VCError
-from s2vc.pipeline import Summary
+from s2vc.errors import CorruptStreamError, InputError, S2VCError
+from s2vc.pipeline import Summary, probe_file, psnr
 from s2vc.video_io import VideoReader, VideoWriter
 
 from .jobs import RESULT_FORMATS, JobRow, JobStore
@@ -137,16 +137,27 @@ class JobRunner:
         codec = served.codec
         params = codec.sequence_params(info.width, info.height, info.fps, rate)
         limit = self.settings.max_job_frames
-        total = min(info.frames, limit) if info.frames else None
+        total = min(reader.count_frames(), limit)
         summary = Summary(width=info.width, height=info.height, fps=params.fps_num / params.fps_den)
         tmp = self.store.temp_path(row.id, ".s2vc")
         start = time.perf_counter()
+        sources: dict[int, object] = {}  # source frames by sequence number until their reconstruction is back
+
+        def remembered(frames):
+            for seq, frame in enumerate(frames):
+                sources[seq] = frame
+                yield frame
+
         with open(tmp, "wb") as f:
             writer = StreamWriter(f, params)
-            frames = at_most(reader.frames(), limit)
-            for outcome in self._code(row, served, "encode", codec.new_state(info.width, info.height, rate), frames, total):
+            frames = remembered(at_most(reader.frames(), limit))
+            state = codec.new_state(info.width, info.height, rate)
+            for outcome in self._code(row, served, "encode", state, frames, total, reconstruct=True):
                 summary.frame_bytes.append(writer.write_unit(outcome.unit))  # type: ignore[arg-type]
                 summary.frame_types.append(outcome.unit.type.name)  # type: ignore[union-attr]
+                source = sources.pop(outcome.seq, None)
+                if source is not None and outcome.frame is not None:
+                    summary.psnr.append(psnr(source, outcome.frame))  # type: ignore[arg-type]
                 summary.frames += 1
             writer.close()
         if summary.frames == 0:
@@ -161,16 +172,25 @@ class JobRunner:
         upload = self.store.upload_path(row)
         start = time.perf_counter()
         with open(upload, "rb") as source:
-            reader = StreamReader(source)
+            reader = StreamReader(source, require_end=True)
             params = reader.params
-            served.codec.check_sequence(params)
             check_video_size(self.settings, params.width, params.height)
+            served.codec.check_sequence(params)
+            with open(upload, "rb") as again:
+                _, total = probe_file(again)  # a whole file: END with the right count, nothing after it
             fps = params.fps_num / params.fps_den
             summary = Summary(width=params.width, height=params.height, fps=fps, total_bytes=upload.stat().st_size)
-            units = (u for u in reader if u.type in (UnitType.I, UnitType.P))
+
+            def units():
+                for unit in reader:
+                    if unit.type in (UnitType.I, UnitType.P):
+                        yield unit
+                if not reader.ended:  # pragma: no cover - the probe refused such files
+                    raise CorruptStreamError("the file ends without its END unit")
+
             state = served.codec.new_state(params.width, params.height, params.rate)
             with VideoWriter(tmp, params.width, params.height, fps) as writer:
-                for outcome in self._code(row, served, "decode", state, at_most(units, self.settings.max_job_frames), None):
+                for outcome in self._code(row, served, "decode", state, at_most(units(), self.settings.max_job_frames), total):
                     writer.write(outcome.frame)  # type: ignore[arg-type]
                     summary.frames += 1
         if summary.frames == 0:
@@ -178,10 +198,15 @@ class JobRunner:
         summary.seconds = time.perf_counter() - start
         return summary.as_dict(), tmp, suffix
 
-    def _code(self, row: JobRow, served: ServedModel, op, state, payloads: Iterable, total: int | None) -> Iterator[Outcome]:
-        """Run ``payloads`` through a background lane, keeping its inbox full; yields the coded outcomes in order."""
+    def _code(
+        self, row: JobRow, served: ServedModel, op, state, payloads: Iterable, total: int | None, *, reconstruct: bool = False
+    ) -> Iterator[Outcome]:
+        """Run ``payloads`` through a background lane, keeping its inbox full; yields the coded outcomes in order.
+        ``reconstruct`` (encode): outcomes carry the decoder's picture too (for the job's PSNR)."""
         results: queue.Queue[Outcome] = queue.Queue()
-        lane = self.scheduler.open_lane(served, op, state, results.put, priority=BACKGROUND, realtime=False, transport="job")
+        lane = self.scheduler.open_lane(
+            served, op, state, results.put, priority=BACKGROUND, realtime=False, transport="job", reconstruct=reconstruct
+        )
         items = iter(payloads)
         in_flight, seq, done, exhausted = 0, 0, 0, False
         last_progress = time.monotonic()

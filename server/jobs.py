@@ -9,7 +9,8 @@ Layout (every name is made by the server: a 32-hex job id and a suffix from a fi
 
 A job row is inserted only after its upload is in place, and marked ``done`` only after its result is.
 At start-up :meth:`JobStore.recover` re-queues the jobs that were running when the process died (a job is
-re-run from its first frame; after ``job_max_attempts`` deaths it fails), fails the ones whose files are gone
+re-run from its first frame; after ``job_max_attempts`` deaths it fails and its upload is deleted: submit it again
+to retry), fails the ones whose files are gone
 and deletes files no row refers to.
 """
 
@@ -212,7 +213,11 @@ class JobStore:
         )
 
     def fail(self, job_id: str, error: str) -> None:
+        """Mark a job failed and delete its upload (a failed job is never re-run: submit it again to retry)."""
         self._execute("UPDATE jobs SET state = 'failed', finished = ?, error = ? WHERE id = ?", (time.time(), error[:2000], job_id))
+        row = self.get(job_id)
+        if row is not None:
+            self.upload_path(row).unlink(missing_ok=True)
 
     def delete(self, row: JobRow) -> None:
         self._execute("DELETE FROM jobs WHERE id = ?", (row.id,))
@@ -233,7 +238,11 @@ class JobStore:
             if row.state in ("queued", "running") and not self.upload_path(row).is_file():
                 self.fail(row.id, "the uploaded file is missing from the data directory")
             elif row.state == "running" and row.attempts >= max_attempts:
-                self.fail(row.id, f"the server stopped while running this job {row.attempts} times; giving up")
+                self.fail(
+                    row.id,
+                    f"the server stopped while running this job {row.attempts} times (job_max_attempts, S2VC_JOB_MAX_ATTEMPTS); "
+                    "giving up. Its upload was deleted: submit the file again to retry",
+                )
             elif row.state == "running":
                 log.info("job %s was running when the server stopped: queued again", row.id)
                 self._execute("UPDATE jobs SET state = 'queued', frames_done = 0 WHERE id = ?", (row.id,))

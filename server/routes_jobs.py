@@ -6,10 +6,11 @@ from typing import Literal
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Path, Request, Response, UploadFile
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from s2vc.bitstream import StreamReader
 from s2vc.errors import S2VCError
+from s2vc.pipeline import probe_file
 from s2vc.video_io import VideoReader, parse_size
 
 from .auth import require_key
@@ -51,7 +52,9 @@ class JobInfo(BaseModel):
     progress: Progress
     bpp: float | None
     kbps: float | None
-    psnr: float | None
+    psnr: float | None = Field(
+        None, description="Encode jobs: mean RGB PSNR (dB) of the decoded pictures against the input. Decode jobs: null (no reference)."
+    )
     width: int | None
     height: int | None
     fps: float | None
@@ -104,9 +107,9 @@ def submit_job(
         if nbytes == 0:
             raise HTTPException(400, "the uploaded file is empty")
         if operation == "encode":
-            _probe_video(settings, path, (width, height) if width else None, fps)
+            total = _probe_video(settings, path, (width, height) if width else None, fps)
         else:
-            _probe_bitstream(request, path, model)
+            total = _probe_bitstream(request, path, model)
         if operation == "encode" and rate > 0 and state.runtime.ready.is_set() and rate >= state.runtime.get(model).num_rates:
             raise HTTPException(422, f"rate point {rate} is outside 0..{state.runtime.get(model).num_rates - 1} of model {model!r}")
     except BaseException:
@@ -115,13 +118,15 @@ def submit_job(
     store.insert(job_id, operation=operation, model=model, rate=rate if operation == "encode" else None,
                  output_format=format if operation == "decode" else None, width=width, height=height, fps=fps,
                  input_name=file.filename, input_suffix=suffix, input_bytes=nbytes)
+    store.progress(job_id, 0, total)
     state.runner.notify()
     response.headers["Location"] = f"/v1/jobs/{job_id}"
     return store.get(job_id).public()  # type: ignore[union-attr]
 
 
-def _probe_video(settings: Settings, path, size, fps) -> None:
-    """A video upload must open, hold a first frame and fit the limits (400/413/422 naming the problem)."""
+def _probe_video(settings: Settings, path, size, fps) -> int:
+    """A video upload must open, hold a first frame and fit the limits (400/413/422 naming the problem).
+    Returns its number of frames (from the container, else by counting its packets)."""
     try:
         reader = VideoReader(path, size=size, fps=fps)
         next(reader.frames(1))
@@ -133,21 +138,40 @@ def _probe_video(settings: Settings, path, size, fps) -> None:
         check_video_size(settings, reader.info.width, reader.info.height)
     except S2VCError as exc:
         raise HTTPException(422, str(exc)) from None
-    if reader.info.frames and reader.info.frames > settings.max_job_frames:
-        raise HTTPException(413, limit_text(f"a video of {reader.info.frames} frames", "max_job_frames", settings.max_job_frames))
+    try:
+        frames = reader.count_frames()
+    except S2VCError as exc:
+        raise HTTPException(400, f"cannot read the uploaded video: {exc}") from None
+    _check_job_length(settings, frames, float(reader.info.fps))
+    return frames
 
 
-def _probe_bitstream(request: Request, path, model: str) -> None:
-    """An .s2vc upload must have a valid header from the named model (checked once the model is loaded)."""
+def _check_job_length(settings: Settings, frames: int, fps: float) -> None:
+    if frames > settings.max_job_frames:
+        raise HTTPException(413, limit_text(f"a video of {frames} frames", "max_job_frames", settings.max_job_frames))
+    seconds = frames / fps if fps > 0 else 0.0
+    if seconds > settings.max_job_seconds:
+        raise HTTPException(413, limit_text(f"a video of {seconds:.0f} s", "max_job_seconds", settings.max_job_seconds))
+
+
+def _probe_bitstream(request: Request, path, model: str) -> int:
+    """An .s2vc upload must be a whole file (header, intact units, END with the right count, nothing after it)
+    from the named model (checked once the model is loaded), within the limits. Returns its number of frames."""
     runtime = request.app.state.runtime
     try:
         with open(path, "rb") as f:
             params = StreamReader(f).params
+        check_video_size(request.app.state.settings, params.width, params.height)
         if runtime.ready.is_set():
             runtime.get(model).codec.check_sequence(params)
-        check_video_size(request.app.state.settings, params.width, params.height)
+        with open(path, "rb") as f:
+            _, frames = probe_file(f)
     except S2VCError as exc:
         raise HTTPException(400, f"not a usable .s2vc file: {type(exc).__name__}: {exc}") from None
+    if frames == 0:
+        raise HTTPException(400, "not a usable .s2vc file: it holds no frames")
+    _check_job_length(request.app.state.settings, frames, params.fps)
+    return frames
 
 
 @router.get("/{job_id}", response_model=JobInfo, summary="State, progress, bpp, kbps and timings of a job")

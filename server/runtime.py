@@ -15,6 +15,7 @@ import numpy as np
 from fastapi import HTTPException
 
 from s2vc.codec import Codec
+from s2vc.limits import FrameLimits
 from s2vc.errors import S2VCError
 
 from .metrics import Metrics
@@ -67,7 +68,8 @@ class Runtime:
             for name, spec in s.model_specs.items():
                 log.info("loading model %r (%s) with engine %s on %s", name, spec or "the shipped default", s.engine, s.device)
                 networks = load_engine(s.engine, load_model(spec, device=s.device), device=s.device)
-                codec = Codec(networks, s.device, reset_interval=s.reset_interval, intra_period=s.intra_period)
+                limits = FrameLimits(max_width=s.max_width, max_height=s.max_height, max_pixels=s.max_frame_pixels)
+                codec = Codec(networks, s.device, reset_interval=s.reset_interval, intra_period=s.intra_period, limits=limits)
                 served = ServedModel(name, codec)
                 self._warm_up(served)
                 codec.on_stage = self.metrics.on_stage  # after the warm-up, so it does not count

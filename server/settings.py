@@ -92,6 +92,7 @@ class Settings(BaseSettings):
     max_frame_pixels: int = Field(1920 * 1088, ge=1, description="Largest width × height of a frame.")
     max_fps: float = Field(60.0, gt=0)
     max_job_frames: int = Field(100_000, ge=1, description="Most frames one job may code.")
+    max_job_seconds: float = Field(3600.0, gt=0, description="Longest video (frames / fps, in seconds) one job may code.")
 
     @field_validator("api_keys", "webrtc_hosts", mode="before")
     @classmethod

@@ -55,6 +55,33 @@ def test_unknown_model_and_rate_point_are_refused(client, tmp_path):
     assert rate.value.status == 422 and "rate point 9" in rate.value.detail
 
 
+def test_a_job_knows_its_total_at_once_and_reports_psnr(client, tmp_path):
+    """Issue 17.9: ``total`` is probed at submission (it stayed null until done); ``psnr`` is computed."""
+    clip = write_video(tmp_path / "in.y4m", frames(4))
+    job = client.submit_job(clip, "encode")
+    assert job["progress"]["total"] == 4
+    done = client.wait_job(job["id"])
+    assert done["psnr"] is not None and 5 < done["psnr"] < 99
+    client.download_result(done["id"], tmp_path / "a.s2vc")
+    decode = client.submit_job(tmp_path / "a.s2vc", "decode", format="y4m")
+    assert decode["progress"]["total"] == 4
+    assert client.wait_job(decode["id"])["psnr"] is None  # no reference for a decode job
+
+
+def test_incomplete_files_are_refused_not_done(client, tmp_path):
+    """Issue 17.5: a file cut at a unit boundary (no END) used to give a job "done" with some of its frames."""
+    clip = write_video(tmp_path / "in.y4m", frames(3))
+    client.download_result(client.wait_job(client.submit_job(clip, "encode")["id"])["id"], tmp_path / "a.s2vc")
+    data = (tmp_path / "a.s2vc").read_bytes()
+    (tmp_path / "cut.s2vc").write_bytes(data[:-20])  # without its END unit
+    (tmp_path / "tail.s2vc").write_bytes(data + data[64:120])  # bytes after END
+    (tmp_path / "head.s2vc").write_bytes(data[:64])  # the header alone
+    for name, words in (("cut", "last good frame is frame 2"), ("tail", "after the END unit"), ("head", "no frame decoded")):
+        with pytest.raises(ServerError) as refused:
+            client.submit_job(tmp_path / f"{name}.s2vc", "decode")
+        assert refused.value.status == 400 and words in refused.value.detail, name
+
+
 def test_jobs_survive_kill_9(server, client, tmp_path):
     """Runs last: it kills the module's server and starts it again on the same data directory."""
     finished = client.wait_job(client.submit_job(write_video(tmp_path / "short.y4m", frames(3)), "encode")["id"])
