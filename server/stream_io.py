@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from s2vc.bitstream import UNIT_MIN_LENGTH, UnitType, end_unit, pack_header, pack_unit, unpack_unit
-from s2vc.errors import CorruptStreamError, InputError, S2VCError, TruncatedStreamError
+from s2vc.errors import CorruptStreamError, InputError, S2VCError, StateMismatchError, TruncatedStreamError, UnitOrderError
 
 from .metrics import Metrics
 from .scheduler import Outcome, Scheduler, Work
@@ -36,8 +36,17 @@ def check_params_fit(session: StreamSession, params) -> None:
         raise InputError(f"the bitstream is {params.width}x{params.height}, this stream was opened as {spec.width}x{spec.height}")
 
 
+def live_text(exc: BaseException) -> str:
+    """An error's message as a live receiver should read it: a drifted state or a lost unit is recovered by the
+    next I-frame, which a live sender can be asked for (a file cannot)."""
+    text = str(exc)
+    if isinstance(exc, (StateMismatchError, UnitOrderError)):
+        text += "; request an I-frame to resynchronise"
+    return text
+
+
 def error_message(exc: BaseException, frame: int | None, fatal: bool = False) -> bytes:
-    return pack_json(Kind.ERROR, {"error": type(exc).__name__, "message": str(exc), "frame": frame, "fatal": fatal})
+    return pack_json(Kind.ERROR, {"error": type(exc).__name__, "message": live_text(exc), "frame": frame, "fatal": fatal})
 
 
 class FramesPump:

@@ -31,6 +31,7 @@ from ..limits import frame_size_problem
 from ..runtime import ServedModel
 from ..scheduler import LIVE, Lane, Outcome, Work
 from ..settings import DEFAULT_MODEL_NAME
+from ..stream_io import live_text
 from .media import PictureTrack, to_rgb
 
 if TYPE_CHECKING:
@@ -218,7 +219,7 @@ class Call:
             return
         if outcome.kind == "error":
             self.errors += 1
-            self.send_text("error", message=str(outcome.error))
+            self.send_text("error", message=live_text(outcome.error))
             return
         if generation != self._generation or outcome.unit is None:
             return  # a frame of a sequence that has been replaced
