@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+from typing import Any, Union
 
 from fastapi import HTTPException
+from pydantic import BaseModel
+from pydantic import Field as PydField
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .settings import Settings
@@ -76,3 +79,29 @@ async def _send_error(send: Send, error: HTTPException) -> None:
     await send({"type": "http.response.start", "status": error.status_code,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
     await send({"type": "http.response.body", "body": body})
+
+
+class ErrorBody(BaseModel):
+    """The body of every 4xx/5xx answer: a message, or (request validation) FastAPI's list of problems."""
+
+    detail: Union[str, list[dict[str, Any]]] = PydField(description="What was wrong, naming the field or the limit")
+
+
+def _error(description: str, retry_after: bool = False) -> dict[str, Any]:
+    response: dict[str, Any] = {"model": ErrorBody, "description": description}
+    if retry_after:
+        response["headers"] = {"Retry-After": {"description": "Seconds until a retry may succeed", "schema": {"type": "integer"}}}
+    return response
+
+
+#: Documented answers of the /v1 routes (the OpenAPI schema lists them, with a body schema that fits both the
+#: service's own messages and FastAPI's validation errors).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _error("Malformed input: an unreadable video, a bitstream that is not a whole .s2vc file"),
+    401: _error("No API key (send 'Authorization: Bearer <key>')"),
+    403: _error("Invalid API key"),
+    413: _error("Over a limit: upload size, frames or duration of a job (the message names the setting)"),
+    422: _error("Invalid parameters: a field out of range, a frame size or rate over a limit, a rate point the model lacks"),
+    429: _error("This API key holds its share of the session slots (max_sessions_per_key)", retry_after=True),
+    503: _error("All session slots are taken, or the engines are still loading", retry_after=True),
+}

@@ -17,10 +17,10 @@ from .auth import require_key
 from .job_runner import check_video_size
 from .ids import new_id
 from .jobs import JobStore, upload_suffix
-from .limits import limit_text
+from .limits import ERROR_RESPONSES, limit_text
 from .settings import DEFAULT_MODEL_NAME, Settings
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[Depends(require_key)])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[Depends(require_key)], responses=ERROR_RESPONSES)
 JobId = Path(pattern=r"^[0-9a-f]{32}$", description="The id returned by POST /v1/jobs")
 MEDIA_TYPES = {".s2vc": "application/octet-stream", ".mp4": "video/mp4", ".mkv": "video/x-matroska", ".y4m": "video/x-yuv4mpeg",
                ".yuv": "application/octet-stream", ".rgb": "application/octet-stream"}

@@ -9,12 +9,12 @@ from s2vc.bitstream import HEADER_SIZE, MAGIC, unpack_header
 from s2vc.errors import S2VCError
 
 from .auth import require_key
-from .limits import check_fps, check_frame_size
+from .limits import ERROR_RESPONSES, check_fps, check_frame_size
 from .sessions import StreamSession, StreamSpec
 from .stream_io import FramesPump, FramesResponse, check_params_fit
 from s2vc.wire import MEDIA_TYPE, WireError, frame_bytes
 
-router = APIRouter(prefix="/v1/streams", tags=["streams"], dependencies=[Depends(require_key)])
+router = APIRouter(prefix="/v1/streams", tags=["streams"], dependencies=[Depends(require_key)], responses=ERROR_RESPONSES)
 StreamId = Path(pattern=r"^[0-9a-f]{32}$", description="The id returned by POST /v1/streams")
 
 

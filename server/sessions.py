@@ -8,6 +8,7 @@ request learns why it is gone (410) instead of a bare 404.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import math
 import time
@@ -55,6 +56,7 @@ class StreamSession:
     next_seq: int = 0  # number of the next input item, over all requests of the session
     header_sent: bool = False  # encode: the file header went out in an earlier response
     closed: str | None = None  # why the session ended
+    owner: str = ""  # fingerprint of the API key that opened it (for the per-key quota; never the key itself)
     sink: Callable[[Outcome], None] | None = None  # the running request's outcome queue
 
     @property
@@ -72,6 +74,12 @@ class StreamSession:
         return self.spec.model_dump() | {"id": self.id, "frame_bytes": self.frame_bytes, "frames": frames}
 
 
+def key_fingerprint(headers: Mapping[str, str] | None) -> str:
+    """A short hash of the request's bearer key ("" without one, as in dev mode)."""
+    value = (headers or {}).get("authorization", "") if headers is not None else ""
+    return hashlib.sha256(value.encode()).hexdigest()[:16] if value else ""
+
+
 class SessionManager:
     def __init__(self, settings: Settings, scheduler: Scheduler, metrics: Metrics, other_slots: Callable[[], int] = lambda: 0) -> None:
         self.settings, self.scheduler, self.metrics = settings, scheduler, metrics
@@ -86,8 +94,18 @@ class SessionManager:
                 503, f"all {self.settings.max_sessions} session slots are taken (limit max_sessions, S2VC_MAX_SESSIONS); retry later",
                 headers={"Retry-After": str(self.retry_after())},
             )
+        owner = key_fingerprint(headers)
+        quota = self.settings.sessions_per_key
+        held = [s for s in self.sessions.values() if s.owner == owner]
+        if len(held) >= quota:
+            self.metrics.sessions_rejected.inc()
+            raise HTTPException(
+                429, f"this API key holds {len(held)} stream sessions, its limit (max_sessions_per_key, S2VC_MAX_SESSIONS_PER_KEY); "
+                     "close one (DELETE /v1/streams/{id}) or retry later",
+                headers={"Retry-After": str(self.retry_after(held))},
+            )
         session_id = new_id(headers, self.settings.router_id_header, lambda i: i in self.sessions or i in self._gone)
-        session = StreamSession(session_id, spec, served)
+        session = StreamSession(session_id, spec, served, owner=owner)
         state = served.codec.new_state(spec.width, spec.height, spec.rate)
         session.lane = self.scheduler.open_lane(served, spec.mode, state, session.deliver, priority=LIVE, realtime=spec.realtime)
         self.sessions[session.id] = session
@@ -114,11 +132,13 @@ class SessionManager:
         for session in list(self.sessions.values()):
             self.close(session, reason, "the server is shutting down")
 
-    def retry_after(self) -> int:
-        """Whole seconds until the soonest slot could free up (an idle session reaped, a long one expiring)."""
+    def retry_after(self, sessions: list[StreamSession] | None = None) -> int:
+        """Whole seconds until the soonest slot (of ``sessions``, default all) could free up (an idle session reaped,
+        a long one expiring)."""
         now, s = time.monotonic(), self.settings
-        waits = [s.max_stream_s - (now - x.created) for x in self.sessions.values()]
-        waits += [s.idle_timeout_s - (now - x.last_active) for x in self.sessions.values() if not x.busy]
+        held = list(self.sessions.values()) if sessions is None else sessions
+        waits = [s.max_stream_s - (now - x.created) for x in held]
+        waits += [s.idle_timeout_s - (now - x.last_active) for x in held if not x.busy]
         return max(1, math.ceil(min(waits, default=1)))
 
     def reap(self) -> None:

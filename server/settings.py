@@ -78,6 +78,16 @@ class Settings(BaseSettings):
 
     # --- sessions and scheduling
     max_sessions: int = Field(8, ge=1, description="Live stream slots; when full, new streams get 503 + Retry-After.")
+    max_sessions_per_key: int | None = Field(
+        None, ge=1, description="Stream slots one API key may hold; beyond it, 429 + Retry-After. Default: half of max_sessions "
+                                "(at least 1) when several keys are configured, else max_sessions.",
+    )
+
+    @property
+    def sessions_per_key(self) -> int:
+        if self.max_sessions_per_key is not None:
+            return self.max_sessions_per_key
+        return max(1, self.max_sessions // 2) if len(self.api_keys) > 1 else self.max_sessions
     idle_timeout_s: float = Field(30.0, gt=0, description="A stream with no request for this long is closed.")
     max_stream_s: float = Field(4 * 3600.0, gt=0, description="Longest life of one stream.")
     max_batch: int = Field(8, ge=1, description="Most frames coded in one scheduler tick.")

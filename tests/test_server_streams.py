@@ -22,6 +22,27 @@ server = server_fixture("streams", api_keys=KEY, max_sessions=MAX_SESSIONS, idle
 client = client_fixture()
 
 
+@pytest.fixture(autouse=True)
+def close_what_each_test_opens(client, monkeypatch):
+    """Every stream a test opens is closed after it, also when it fails or skips half-way (a leftover session
+    held a slot and made the 503 and idle-reaping tests fail, issue 17.12)."""
+    opened: list[str] = []
+    open_stream = client.open_stream
+
+    def tracking(**kwargs):
+        info = open_stream(**kwargs)
+        opened.append(info["id"])
+        return info
+
+    monkeypatch.setattr(client, "open_stream", tracking)
+    yield
+    for stream_id in opened:
+        try:
+            client.close_stream(stream_id)
+        except ServerError:
+            pass  # already closed (by the test, or reaped)
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """30 frames as raw I420, and what `s2vc encode` / `s2vc decode` make of them."""
