@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from s2vc.errors import S2VCError
 
-from .auth import Auth
+from .auth import Auth, banner
 from .job_runner import JobRunner
 from .jobs import JobStore
 from .limits import UploadLimitMiddleware
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         state = app.state
         state.auth = Auth(settings)
+        print(banner(settings, state.auth), file=sys.stderr, flush=True)
         state.jobs = JobStore(settings.data_dir)
         state.jobs.recover(settings.job_max_attempts)
         state.runtime = Runtime(settings, metrics)

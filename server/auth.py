@@ -46,6 +46,30 @@ class Auth:
             raise HTTPException(403, "invalid API key")
 
 
+def banner(settings: Settings, auth: Auth) -> str:
+    """What an operator needs to call the server, key included, printed once at start-up (not buried in a log line)."""
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    url = f"http://{host}:{settings.port}"
+    if auth.dev_mode:
+        key_line = "API key:  none - DEV MODE, anyone who can reach this port can use the server"
+        header = ""
+    else:
+        key = auth.generated or "<one of S2VC_API_KEYS>"
+        origin = "generated for this run; set S2VC_API_KEYS=key1,key2 for fixed keys" if auth.generated else "from S2VC_API_KEYS"
+        key_line = f"API key:  {key}   ({origin})"
+        header = f' -H "Authorization: Bearer {key}"'
+    rule = "=" * 78
+    return "\n".join([
+        rule,
+        f"  s2vc server on {url}",
+        f"  {key_line}",
+        f"  ready?    curl {url}/v2/health/ready",
+        f"  encode:   curl{header} -F operation=encode -F file=@clip.mp4 {url}/v1/jobs",
+        f"  API docs: {url}/docs      call page: {url}/      metrics: {url}/metrics",
+        rule,
+    ])
+
+
 def require_key(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:
     """FastAPI dependency: the request carries a valid API key (or the server is in dev mode)."""
     request.app.state.auth.check(credentials)

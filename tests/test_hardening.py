@@ -411,3 +411,12 @@ def test_live_errors_ask_for_an_i_frame_file_errors_do_not():
     exc = StateMismatchError("frame 3 (P unit) cannot be decoded here", frame_index=3)
     assert "request an I-frame" in live_text(exc) and "I-frame" not in str(exc)
     assert live_text(CorruptStreamError("bad")) == "bad"
+
+
+def test_first_contact_texts():
+    """Issue 17.11: decode --help says which outputs are lossy; the README no longer says WebRTC is to come; the call
+    page keeps its stats table on a 1280x1000 screen (the videos are capped in height)."""
+    text = " ".join(runner.invoke(app, ["decode", "--help"]).output.split())
+    assert "lossless" in text and "lossy" in text
+    assert "to come" not in (REPO / "README.md").read_text().split("## ")[0]
+    assert "max-height: 42vh" in (REPO / "clients" / "web" / "call.css").read_text()
