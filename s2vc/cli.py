@@ -86,7 +86,7 @@ def _require_input(path: Path) -> None:
 
 def _temp_output(output: Path) -> Path:
     """A hidden name beside ``output`` with the same suffix (the writer picks the format by suffix)."""
-    return output.with_name(f".{output.stem}.partial-{os.getpid()}{output.suffix}")
+    return output.with_name(f".{output.stem}-partial-{os.getpid()}{output.suffix}")
 
 
 def _publish(tmp: Path, output: Path) -> None:

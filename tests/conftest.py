@@ -17,7 +17,12 @@ MANIFESTS = SHARED / "s2vc-official" / "manifests"
 torch.set_num_threads(2)
 
 
+FIXTURE_CLIPS = Path(__file__).resolve().parent / "fixtures" / "clips"  # short cuts kept in the repository
+
+
 def clip(name: str) -> Path:
+    if (FIXTURE_CLIPS / name).is_file():
+        return FIXTURE_CLIPS / name
     path = CLIPS / name
     if not path.is_file():
         pytest.skip(f"{path} is not present (../shared/data holds the real clips)")

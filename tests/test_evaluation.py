@@ -11,7 +11,7 @@ import pytest
 from evaluation import bdrate, metrics
 from evaluation.anchors import ANCHORS, encode_anchor, sweep_to_bpp
 
-FOREMAN = Path(__file__).resolve().parents[2] / "shared" / "data" / "clips" / "foreman_352x288.h264"
+FOREMAN = Path(__file__).resolve().parent / "fixtures" / "clips" / "foreman_352x288.h264"  # a cut kept in the repository
 
 
 def _smooth_image(h=256, w=320, seed=0):
