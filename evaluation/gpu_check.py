@@ -37,6 +37,7 @@ import platform
 import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -251,7 +252,7 @@ def build_on(preset_name: str, device: str, num_rates: int = 1, seed: int = 0):
     return model.to(device).eval()
 
 
-def test_clip(width: int, height: int, frames: int, seed: int = 0) -> list:
+def synthetic_clip(width: int, height: int, frames: int, seed: int = 0) -> list:
     """Smooth moving frames: a gradient with a bright square that moves, the same on every machine."""
     import numpy as np
 
@@ -289,7 +290,8 @@ def phase_env(report: Report) -> None:
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
         env |= {"gpu": props.name, "gpu_memory_gb": round(props.total_memory / 2**30, 1), "capability": f"{props.major}.{props.minor}",
-                "cudnn": torch.backends.cudnn.version()}
+                "cudnn": torch.backends.cudnn.version(), "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+                "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32, "cudnn_benchmark": torch.backends.cudnn.benchmark}
     for module in ("diffusers", "peft", "accelerate", "constriction", "triton", "safetensors", "numpy"):
         try:
             from importlib.metadata import version
@@ -344,7 +346,7 @@ def phase_correctness(report: Report) -> None:
 
     plan = report.plan
     width, height = plan.correctness_size
-    frames = test_clip(width, height, plan.correctness_frames)
+    frames = synthetic_clip(width, height, plan.correctness_frames)
     model_cpu = build_model(get_preset("tiny"), num_rates=1, seed=0)
     units_cpu, recons_cpu = _encode_all(Codec(model_cpu), frames)
     model_dev = build_model(get_preset("tiny"), num_rates=1, seed=0).to(plan.device).eval()  # the same weights (same seed)
@@ -431,7 +433,7 @@ def phase_batching(report: Report, model) -> None:
             report.write()
             continue
         try:
-            clips = [test_clip(width, height, plan.ticks + 3, seed=s) for s in range(n)]
+            clips = [synthetic_clip(width, height, plan.ticks + 3, seed=s) for s in range(n)]
             enc = [codec.new_state(width, height) for _ in range(n)]
             dec = [codec.new_state(width, height) for _ in range(n)]
             enc_t, dec_t = [], []
@@ -644,8 +646,46 @@ def phase_golden(report: Report) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------- main
+class BudgetExceeded(BaseException):  # not an Exception: the per-configuration handlers must not swallow it
+    """Raised in the main thread by the watchdog when a phase runs past the budget and its grace period."""
+
+
+GRACE_S = 30.0  # how far an in-process configuration may run past the budget before the watchdog stops it
+
+
+def _watchdog(seconds: float):
+    """Raise :class:`BudgetExceeded` in the main thread after ``seconds`` (SIGALRM); returns a function that disarms it."""
+    if not hasattr(signal, "SIGALRM") or threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def fire(signum, frame):
+        raise BudgetExceeded(f"the run passed its budget by {GRACE_S:.0f} s")
+
+    previous = signal.signal(signal.SIGALRM, fire)
+    signal.setitimer(signal.ITIMER_REAL, max(seconds, 1.0))
+
+    def disarm() -> None:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+    return disarm
+
+
 def run(plan: Plan, out: Path, budget_s: float, phases: list[str]) -> Report:
     report = Report(out, plan, budget_s)
+    disarm = _watchdog(budget_s + GRACE_S)
+    try:
+        _run_phases(report, phases)
+    except BudgetExceeded as exc:  # everything measured so far is already written
+        report.data["meta"]["stopped"] = str(exc)
+    finally:
+        disarm()
+    report.write()
+    return report
+
+
+def _run_phases(report: Report, phases: list[str]) -> None:
+    plan = report.plan
     torch = _torch()
     torch.set_num_threads(plan.threads)
     official = None
@@ -673,13 +713,14 @@ def run(plan: Plan, out: Path, budget_s: float, phases: list[str]) -> Report:
              "memory": lambda: phase_memory(report, official), "tiny": lambda: phase_tiny(report),
              "compiled": lambda: phase_compiled(report), "golden": lambda: phase_golden(report)}[name]()
             report.phase(name, "done", time.monotonic() - started)
+        except BudgetExceeded as exc:
+            report.phase(name, "stopped", time.monotonic() - started, str(exc))
+            raise
         except Exception as exc:  # noqa: BLE001 - record and go on with the next phase
             detail = f"{type(exc).__name__}: {exc}".replace("\n", " ")[:300]
             report.data.setdefault("tracebacks", {})[name] = traceback.format_exc()[-4000:]
             report.phase(name, "failed", time.monotonic() - started, detail)
             free_memory(plan.device)
-    report.write()
-    return report
 
 
 def main(argv: list[str] | None = None) -> None:

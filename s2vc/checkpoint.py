@@ -249,7 +249,9 @@ def load_release(
         raise CheckpointError(f"the S²VC release at {root} is incomplete; missing:\n  {listed}")
     _check_release_configs(root)
 
-    pool = _TensorPool() if share_tensors else None
+    # the pool moves each distinct tensor to the device once: module.to(device) afterwards would give every rate
+    # point its own device copy of the tensors they share on the CPU
+    pool = _TensorPool(device) if share_tensors else None
 
     def read(path: Path) -> dict[str, torch.Tensor]:
         tensors = {k: aligned(v) for k, v in load_file(str(path), device="cpu").items()}
@@ -420,9 +422,13 @@ def aligned(t: torch.Tensor) -> torch.Tensor:
 
 
 class _TensorPool:
-    """Hands out one tensor per distinct content (dtype, shape, bytes), so identical weights are held once."""
+    """Hands out one tensor per distinct content (dtype, shape, bytes), so identical weights are held once.
 
-    def __init__(self) -> None:
+    Tensors come in on the CPU (they are hashed there) and go out on ``device``, each distinct one moved once.
+    """
+
+    def __init__(self, device: str | torch.device | None = None) -> None:
+        self.device = torch.device(device) if device is not None else None
         self._by_digest: dict[tuple[str, tuple[int, ...], bytes], torch.Tensor] = {}
 
     def share(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -430,7 +436,11 @@ class _TensorPool:
         for name, t in tensors.items():
             t = t.contiguous()
             key = (str(t.dtype), tuple(t.shape), hashlib.blake2b(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"", digest_size=16).digest())
-            out[name] = self._by_digest.setdefault(key, t)
+            shared = self._by_digest.get(key)
+            if shared is None:
+                shared = t if self.device is None or self.device.type == "cpu" else t.to(self.device)
+                self._by_digest[key] = shared
+            out[name] = shared
         return out
 
 

@@ -5,8 +5,12 @@ Every symbol of a frame goes through one :class:`constriction.stream.queue.Range
 
 * :class:`GaussianModel` -- the latent ``y``: a zero-mean quantised Gaussian whose standard deviation is
   snapped to :data:`SCALE_TABLE` (128 log-spaced values from 0.11 to 16, the table the release was trained
-  with). The caller subtracts the mean first, after rounding it to :data:`MEAN_GRID` with
-  :func:`round_means`, so that ``ŷ = q + mean`` is exactly representable and identical on both sides.
+  with). The caller quantises ``y − mean`` and adds the mean back (``ŷ = q + mean``). Whether the mean is first
+  rounded to :data:`MEAN_GRID` with :func:`round_means` is a property of the preset (``Preset.round_means``):
+  the release does not round, so the official preset does not either (docs/official.md: rounding changed ~1 % of
+  its symbols against the official code); the tiny preset and checkpoints older than the field do. Rounding
+  does not make the decoder immune to float differences in the mean: it moves the decision boundary to the
+  grid's half steps.
 * :class:`CategoricalModel` -- one explicit table per channel (the factorised prior of the P-frame ``z``).
 * :class:`UniformModel` -- the FSQ indices of the I-frame ``z`` (one alphabet size per channel).
 
@@ -147,10 +151,11 @@ def scale_index(scales: torch.Tensor) -> torch.Tensor:
 
 
 def round_means(means: torch.Tensor) -> torch.Tensor:
-    """Round means to multiples of :data:`MEAN_GRID` (1/256), float32.
+    """Round means to multiples of :data:`MEAN_GRID` (1/256), float32 (used where ``Preset.round_means`` is set).
 
     Scaling by 256 is exact in binary floating point and ``round`` is half-to-even on every backend, so
-    encoder and decoder get the same value; ``q + round_means(μ)`` is exact for ``|q + μ| < 2**15``.
+    equal means give equal rounded means; ``q + round_means(μ)`` is exact for ``|q + μ| < 2**15``. Means that
+    differ in their last bits across a half step of the grid still round apart.
     """
     m = torch.as_tensor(means).to(torch.float32)
     return torch.round(m * 256.0) / 256.0

@@ -19,6 +19,8 @@ for line in open(requirements):
     if not line:
         continue
     spec, when = line[0], line[1]
+    if when == "build":  # used by pip's isolated build of the project only
+        continue
     name, version = spec.split("==")
     try:
         have = md.version(name)
@@ -32,5 +34,5 @@ if todo:
     print("install.sh: installing", " ".join(todo), flush=True)
     subprocess.check_call([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", "--find-links", wheels, *todo])
 PYEOF
-"$PY" -m pip install --quiet --no-deps --no-index --no-build-isolation -e "$ROOT"
+"$PY" -m pip install --quiet --no-deps --no-index --find-links "$WHEELS" -e "$ROOT"
 "$PY" -c "import torch, diffusers, constriction, s2vc.codec, engines; from engines import engine_names; print('install.sh: torch', torch.__version__, 'CUDA', torch.version.cuda, '| diffusers', diffusers.__version__, '| engines', engine_names())"
