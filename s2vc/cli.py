@@ -17,7 +17,13 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from .errors import InputError, S2VCError, StateMismatchError
+# OpenMP worker threads that spin while waiting collapse on a busy machine: a 320x240 P-frame round trip on 2 cores
+# under load ran at 0.72/s with 2 spinning threads, 4.52/s with 2 passive ones and 4.44/s with 1 (docs/performance.md,
+# "Threads under load"). Only effective before torch is imported, which every command does lazily; a user's own
+# setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from .errors import InputError, S2VCError, StateMismatchError  # noqa: E402
 
 app = typer.Typer(
     help="S²VC single-step diffusion video codec: encode videos to .s2vc bitstreams and decode them back.",

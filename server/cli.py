@@ -5,10 +5,14 @@ Imports stay inside the command so that ``s2vc --help`` does not pay for the web
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
 import typer
+
+# Passive OpenMP waits (before torch is imported): spinning workers collapse on a busy machine (docs/performance.md).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def serve(

@@ -421,3 +421,26 @@ def test_first_contact_texts():
     assert "lossless" in text and "lossy" in text
     assert "to come" not in (REPO / "README.md").read_text().split("## ")[0]
     assert "max-height: 42vh" in (REPO / "clients" / "web" / "call.css").read_text()
+
+
+@pytest.mark.parametrize("module", ["s2vc.cli", "server.cli"])
+def test_entry_points_make_openmp_wait_passively(module):
+    """Issue 17.2: spinning OpenMP workers made 2 threads 6x slower than 1 on a busy machine; the CLI and the
+    server set OMP_WAIT_POLICY=PASSIVE before torch loads, unless the user chose otherwise."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | {"PYTHONPATH": str(REPO)}
+    code = f"import os, sys, {module}; print(os.environ['OMP_WAIT_POLICY'], 'torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60).stdout.split()
+    assert out == ["PASSIVE", "False"]
+    env["OMP_WAIT_POLICY"] = "ACTIVE"
+    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60).stdout.split()[0] == "ACTIVE"
+
+
+def test_default_threads_leave_busy_cores_alone(monkeypatch):
+    """Issue 17.2: the CLI's default thread count is the idle cores (1 on a busy machine), at most 4."""
+    import s2vc.cli as cli
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(os, "getloadavg", lambda: (3.0, 3.0, 3.0))
+    assert cli.default_threads() == 1
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.1, 0.1, 0.1))
+    assert cli.default_threads() == 2
