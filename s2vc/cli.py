@@ -90,6 +90,15 @@ def _require_input(path: Path) -> None:
         raise InputError(f"input {path} is not readable")
 
 
+def _require_output_folder(output: Path) -> None:
+    """The folder an output goes into must exist and be writable (checked before any work)."""
+    folder = output.parent if str(output.parent) else Path(".")
+    if not folder.is_dir():
+        raise InputError(f"cannot write {output}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write {output}: the folder {folder} is not writable")
+
+
 def _temp_output(output: Path) -> Path:
     """A hidden name beside ``output`` with the same suffix (the writer picks the format by suffix)."""
     return output.with_name(f".{output.stem}-partial-{os.getpid()}{output.suffix}")
@@ -192,6 +201,7 @@ def encode(
     """Encode a video into an .s2vc bitstream; prints frames, bpp, kbps, fps and PSNR."""
     try:
         _require_input(input)
+        _require_output_folder(output)
         from .video_io import VideoReader, parse_size
 
         limits = _limits(max_size, max_pixels)
@@ -240,6 +250,7 @@ def decode(
     tmp = _temp_output(output)
     try:
         _require_input(input)
+        _require_output_folder(output)
         if reference is not None:
             _require_input(reference)
         from .bitstream import StreamReader

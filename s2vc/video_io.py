@@ -176,7 +176,10 @@ class VideoWriter:
             self._raw = open(self.path, "wb")
         elif suffix in (".mp4", ".mkv", ".y4m"):
             self.kind = suffix[1:]
-            self._container = av.open(str(self.path), "w", format="yuv4mpegpipe" if suffix == ".y4m" else None)
+            try:
+                self._container = av.open(str(self.path), "w", format="yuv4mpegpipe" if suffix == ".y4m" else None)
+            except av.FFmpegError as exc:
+                raise InputError(f"cannot write {self.path}: {av_reason(exc)}") from exc
             rate = Fraction(fps).limit_denominator(1001)
             if suffix == ".y4m":
                 self._stream = self._container.add_stream("rawvideo", rate=rate)

@@ -444,3 +444,11 @@ def test_default_threads_leave_busy_cores_alone(monkeypatch):
     assert cli.default_threads() == 1
     monkeypatch.setattr(os, "getloadavg", lambda: (0.1, 0.1, 0.1))
     assert cli.default_threads() == 2
+
+
+def test_an_output_folder_that_does_not_exist_is_named(tmp_path, cli_model, cli_stream):
+    """Issue 17.7: "No such file or directory" named neither file; now the folder is named, before any work."""
+    target = tmp_path / "missing" / "o.mp4"
+    result = runner.invoke(app, ["decode", str(cli_stream), str(target), "--model", str(cli_model)])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and f"the folder {target.parent} does not exist" in text
