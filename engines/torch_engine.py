@@ -13,7 +13,8 @@ replayed as CUDA graphs.
   replays them; outputs are cloned out of the graph pool because the codec keeps them in the stream state.
 
 A bf16/fp16 engine decodes its own streams exactly, but its arithmetic is not fp32's: a stream from another
-precision or engine fails the decoder-state check (StateMismatchError) at its first P-frame.
+precision or engine decodes until the first unit whose entropy parameters (scale indices) differ, which fails its
+state check (StateMismatchError) before producing a picture.
 """
 
 from __future__ import annotations
