@@ -495,6 +495,7 @@ class Codec:
         """Check a unit against its stream's state (type, order, rate) before any network runs."""
         if unit.type not in (UnitType.I, UnitType.P):
             raise UnitOrderError(f"decode_frame takes I or P units, got {unit.type.name}")
+        self.limits.check(state.width, state.height)  # a state built by hand, not by new_state
         self._check_rate(unit.rate)
         if unit.frame_index < state.frame_index:
             raise UnitOrderError(f"unit for frame {unit.frame_index} arrived after frame {state.frame_index - 1} (repeated or reordered)")

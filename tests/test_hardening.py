@@ -452,3 +452,13 @@ def test_an_output_folder_that_does_not_exist_is_named(tmp_path, cli_model, cli_
     result = runner.invoke(app, ["decode", str(cli_stream), str(target), "--model", str(cli_model)])
     text = " ".join(result.output.split())
     assert result.exit_code == 2 and f"the folder {target.parent} does not exist" in text
+
+
+def test_a_hand_made_state_is_checked_too(model, three):
+    """Issue 17.4: decode_frame checks the limits of a state that did not come from new_state."""
+    from s2vc.state import StreamState
+
+    codec, data = three
+    unit = next(u for u in StreamReader(data) if u.type == UnitType.I)
+    with pytest.raises(LimitError):
+        codec.decode_frame(StreamState(width=16384, height=16384), unit)
