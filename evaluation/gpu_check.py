@@ -750,6 +750,7 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         raise SystemExit(f"unknown phases {sorted(unknown)}; phases: {', '.join(PHASES)}")
     phases = [p for p in (args.only.split(",") if args.only else PHASES) if p not in args.skip.split(",")]
+    phases = list(dict.fromkeys(["env", *phases]))  # the versions head every report
     report = run(plan, Path(args.out), budget, phases)
     print(markdown(report.data))
     print(f"[gpu_check] wrote {Path(args.out) / JSON_NAME} and {Path(args.out) / MD_NAME}", file=sys.stderr)
