@@ -22,8 +22,9 @@ FRAMES = 5  # I, reset P, P, P, P
 PIXEL_TOLERANCE = 3  # of 255: a frame decoded on another backend before its drift is detected (measured: 1)
 
 # Where decoding a torch-encoded stream starts to differ when only this network runs in onnxruntime: the index
-# of the first frame after which the decoder state (the x0 latent that P units are checked against) differs
-# from the encoder's; None: the state never differs. The next P unit then fails its state check.
+# of the first frame after which the decoder state (the x0 latent) differs from the encoder's; None: the state
+# never differs. Since format version 2 the decoder goes on while it computes the encoder's scale indices (its
+# pictures within PIXEL_TOLERANCE); the first unit whose indices differ fails with StateMismatchError.
 #
 # * encoder-only networks cannot touch the decoder; the VAE decoder only makes the output picture (outside
 #   the loop): its frames differ by at most a level, the state never;
@@ -155,11 +156,12 @@ def test_onnxruntime_engine_codes_streams_it_decodes_exactly(lora_model, onnx_st
 
 
 def test_torch_stream_on_onnxruntime_reports_the_drift(lora_model, onnx_store, torch_stream):
-    """The whole onnxruntime engine: the I-frame decodes within a level, its x0 latent differs in the last bits,
-    so the first P unit fails its state check (StateMismatchError), never noise."""
+    """The whole onnxruntime engine: the I-frame decodes within a level and its x0 latent differs in the last bits;
+    the frames go on decoding within the tolerance while the scale indices agree, and a unit whose indices differ
+    fails (StateMismatchError), never noise."""
     engine = load_engine("onnxruntime", lora_model, onnx_dir=onnx_store.root)
     drift, worst, raised = decode_until_drift(engine, torch_stream)
-    assert drift == 0 and raised == 1 and worst <= PIXEL_TOLERANCE
+    assert drift == 0 and worst <= PIXEL_TOLERANCE and (raised is None or raised >= 1)
 
 
 @pytest.mark.parametrize("name", list(SPECS))
@@ -167,10 +169,10 @@ def test_torch_stream_with_one_network_on_onnxruntime(name, lora_model, onnx_sto
     engine = load_engine("onnxruntime", lora_model, onnx_dir=onnx_store.root, networks=[name])
     drift, worst, raised = decode_until_drift(engine, torch_stream)
     assert worst <= PIXEL_TOLERANCE  # every frame that comes out is the picture, within a few levels
-    if drift is not None and drift + 1 < FRAMES:
-        assert raised == drift + 1  # never silent: the unit after the drift fails its state check
+    if drift is None:
+        assert raised is None  # an identical state computes identical entropy parameters
     else:
-        assert raised is None
+        assert raised is None or raised > drift  # a unit whose scale indices differ is refused, never noise
     expected = FIRST_DRIFT[name]
     if expected != ROUNDED:
         assert drift == expected
@@ -220,6 +222,7 @@ def test_cli_engine_option(tmp_path, monkeypatch):
     result = runner.invoke(app, ["decode", str(stream), str(tmp_path / "out.y4m"), "--model", "tiny", "--engine", "onnxruntime"])
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["decode", str(stream), str(tmp_path / "torch.y4m"), "--model", "tiny", "--engine", "torch"])
-    assert result.exit_code == 2 and "another decoder state" in result.output  # the other backend's drift, reported
+    # the other backend: decodes while the entropy parameters agree, else says so naming the frame (format version 2)
+    assert result.exit_code == 0 or (result.exit_code == 2 and "made by another engine or machine" in " ".join(result.output.split()))
     result = runner.invoke(app, ["decode", str(stream), str(tmp_path / "x.y4m"), "--model", "tiny", "--engine", "openvino"])
     assert result.exit_code == 2 and "unknown engine 'openvino'" in result.output
