@@ -92,6 +92,11 @@ class Preset:
         for part, widths in (("intra", self.intra), ("inter", self.inter), ("unet", self.unet)):
             if widths.latent != latent:
                 raise ValueError(f"preset {self.name!r}: {part}.latent={widths.latent} differs from vae.latent_channels={latent}")
+        if self.intra.unet_channels[-1] != self.intra.semantic:
+            raise ValueError(f"preset {self.name!r}: intra.unet_channels[-1]={self.intra.unet_channels[-1]} must equal intra.semantic={self.intra.semantic} (the encoder U-Net's deepest features are the semantic features)")
+        for part, dim in (("intra.semantic", self.intra.semantic), ("inter.semantic", self.inter.semantic)):
+            if dim != self.unet.cross_attention_dim:
+                raise ValueError(f"preset {self.name!r}: {part}={dim} must equal unet.cross_attention_dim={self.unet.cross_attention_dim} (the U-Net attends to those tokens)")
         if self.unet.prediction not in PREDICTIONS:
             raise ValueError(f"preset {self.name!r}: unet.prediction must be one of {PREDICTIONS}, got {self.unet.prediction!r}")
 
@@ -139,7 +144,7 @@ TINY = Preset(
     # Random-weight streams must stay finite over tens of P-frames (the inter feature loop is not normalised):
     # re-check with the codec tests after changing any width, since every width reshuffles the seeded initialisation.
     intra=IntraWidths(
-        pix_emb=16, ctrl=32, internal=24, unet_channels=(24, 24, 24), attention_head_dim=8,
+        pix_emb=16, ctrl=32, internal=24, unet_channels=(24, 32, 32), attention_head_dim=8,
         semantic=32, y=32, fsq_levels=(4, 4, 4, 4), norm_groups=4, latent=16,
     ),
     inter=InterWidths(ch=32, ch_mid=32, y=32, z=16, temporal=16, ctrl=32, semantic=32, norm_groups=8, latent=16),

@@ -48,6 +48,10 @@ def train(
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda (used when present)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch."),
+    checkpoint_minutes: float = typer.Option(5.0, "--checkpoint-minutes", help="Also checkpoint (last.pt and the compact state/) when this many minutes passed since the last checkpoint."),
+    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop cleanly after this many minutes (checkpoint, state/, model/); run the same command again to go on."),
+    train_unet: bool = typer.Option(True, "--train-unet/--freeze-unet", help="intra/inter: train the codec U-Net too (freeze it to fine-tune a rate point that shares another's U-Net)."),
+    continue_from: Optional[Path] = typer.Option(None, "--continue-from", help="Carry on a run from its compact state folder (RUN/state, or one kept in git): its configuration and step, float16 weights; only --out, --corpus, --device, --threads, --max-minutes and --checkpoint-minutes are taken from this command."),
 ) -> None:
     """Train one stage of one rate point; resumable; prints the data-set summary and a progress bar with losses."""
     import torch
@@ -64,13 +68,30 @@ def train(
     if device == "cuda" and not torch.cuda.is_available():
         console.print("[yellow]CUDA is not available; training on the CPU[/]")
         device = "cpu"
-    cfg = TrainConfig(
-        out=str(out), stage=stage, preset=preset, init=str(init) if init else None, num_rates=num_rates, rate=rate,
-        init_rate_from=init_rate_from, freeze_base=freeze_base, lmbda=lmbda, steps=steps, batch=batch, frames=frames if stage in ("inter", "decoder") else 1,
-        crop=crop, lr=lr, lr_schedule=lr_schedule, lr_final_ratio=lr_final_ratio, warmup=warmup, reinit_vae=reinit_vae,
-        w_perc=w_perc, w_latent=w_latent, rescale_x0=rescale_x0, adv_start=adv_start, w_adv=w_adv, reset_interval=reset_interval, log_every=log_every, checkpoint_every=checkpoint_every,
-        seed=seed, device=device,
-    )
+    if continue_from is not None:
+        from .compact import read_run
+
+        try:
+            run = read_run(continue_from)
+        except ValueError as exc:
+            console.print(f"[red]error:[/] {exc}")
+            raise typer.Exit(code=2)
+        if run.get("finished"):
+            console.print(f"[yellow]{continue_from} is a finished run (step {run['step']}); nothing to continue[/]")
+            raise typer.Exit(code=0)
+        cfg = TrainConfig(**{**run["config"], "out": str(out), "init": str(continue_from), "start_step": int(run["step"]),
+                             "rewarm": 20, "init_rate_from": None, "rescale_x0": False, "reinit_vae": False, "device": device,
+                             "max_minutes": max_minutes, "checkpoint_minutes": checkpoint_minutes})
+        stage, rate, steps, batch, seed, crop = cfg.stage, cfg.rate, cfg.steps, cfg.batch, cfg.seed, cfg.crop
+        console.print(f"continuing {stage} r{rate} of {continue_from} at step {cfg.start_step}/{steps}")
+    else:
+        cfg = TrainConfig(
+            out=str(out), stage=stage, preset=preset, init=str(init) if init else None, num_rates=num_rates, rate=rate,
+            init_rate_from=init_rate_from, freeze_base=freeze_base, lmbda=lmbda, steps=steps, batch=batch, frames=frames if stage in ("inter", "decoder") else 1,
+            crop=crop, lr=lr, lr_schedule=lr_schedule, lr_final_ratio=lr_final_ratio, warmup=warmup, reinit_vae=reinit_vae,
+            w_perc=w_perc, w_latent=w_latent, rescale_x0=rescale_x0, adv_start=adv_start, w_adv=w_adv, reset_interval=reset_interval, log_every=log_every, checkpoint_every=checkpoint_every,
+            seed=seed, device=device, checkpoint_minutes=checkpoint_minutes, max_minutes=max_minutes, train_unet=train_unet,
+            )
     try:
         cfg.validate()
         dataset = ClipDataset(corpus, frames=cfg.frames, crop=crop, seed=seed)
@@ -92,4 +113,7 @@ def train(
             bar.update(task, completed=step, info=info)
 
         trainer.fit(progress)
-    console.print(f"model written to {out / 'model'}; metrics in {out / 'metrics.csv'}")
+    if trainer.stopped_early:
+        console.print(f"stopped after {max_minutes} min at step {trainer.step}/{steps}; run the same command to go on "
+                      f"(or --continue-from {out / 'state'} on another machine)")
+    console.print(f"model written to {out / 'model'}; compact state in {out / 'state'}; metrics in {out / 'metrics.csv'}")

@@ -15,9 +15,13 @@ w_latent·‖x0 − VAE latent‖², which keeps the codec's x0 where the frozen
 constant or cosine-decayed (``lr_schedule``), a pure function of the step so that resuming continues it. For the ``official``
 preset only the LoRA adapters, the TCG blocks and the codec heads train (the SD base stays frozen).
 
-Run folder: ``config.json`` (the TrainConfig), ``metrics.csv`` (one row per logged step), ``checkpoints/last.pt``
-(model, discriminator, optimisers, step, RNG states — ``resume=True`` continues from it) and, at the end,
-``model/`` in the s2vc checkpoint format.
+Run folder: ``config.json`` (the TrainConfig), ``metrics.csv`` (one row per logged step), ``status.json`` (where the
+run stands: step, elapsed time, estimated time left, last losses, last checkpoint), ``checkpoints/last.pt`` (model,
+discriminator, optimisers, step, RNG states — ``resume=True`` continues from it exactly), ``state/`` (the compact
+training state of :mod:`training.compact`: float16 weights + config + step, small enough for git; a run started
+with ``start_step`` from it goes on at that step) and, at the end, ``model/`` in the s2vc checkpoint format.
+Checkpoints are written every ``checkpoint_every`` steps and at least every ``checkpoint_minutes``; with
+``max_minutes`` the run stops cleanly (checkpoint, state, model) after that much wall time, to be resumed later.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import json
 import math
 import os
 import random
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -41,6 +46,7 @@ from s2vc.codec import DEFAULT_RESET_INTERVAL
 from s2vc.model import S2VCModel, build_model
 from s2vc.presets import get_preset
 
+from .compact import is_compact_state, load_compact, save_compact
 from .codec_forward import code_intra, code_sequence, match_x0_scale
 from .losses import PatchDiscriminator, discriminator_loss, generator_adv_loss, ms_ssim_loss, temporal_loss
 
@@ -77,6 +83,11 @@ class TrainConfig:
     reset_interval: int | None = None  # P-frames between context re-anchors in the cascades; None: the init model's, else 32
     log_every: int = 10
     checkpoint_every: int = 100
+    checkpoint_minutes: float = 5.0  # also checkpoint when this much wall time passed since the last one
+    max_minutes: float | None = None  # stop cleanly after this much wall time (a GPU slot, a session's end)
+    train_unet: bool = True  # intra/inter: whether the codec U-Net trains (off: rate points share a trained U-Net)
+    start_step: int = 0  # the step a run continued from a compact state starts at (its schedule and data go on)
+    rewarm: int = 0  # steps of learning-rate warm-up after ``start_step`` (a compact state keeps no optimiser moments)
     seed: int = 0
     device: str = "cpu"
     extra: dict = field(default_factory=dict)
@@ -100,6 +111,10 @@ class TrainConfig:
             raise ValueError("rescale_x0 needs the intra or inter stage (it rescales the codec U-Net's output)")
         if self.reinit_vae and self.stage != "vae":
             raise ValueError("reinit_vae needs the vae stage (the codec networks are trained on the VAE's latent space)")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise ValueError(f"max_minutes must be positive, got {self.max_minutes}")
+        if not 0 <= self.start_step <= self.steps:
+            raise ValueError(f"start_step {self.start_step} outside 0..steps ({self.steps})")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if not 0.0 <= self.lr_final_ratio <= 1.0:
@@ -108,13 +123,14 @@ class TrainConfig:
     def lr_at(self, step: int) -> float:
         """The learning rate of optimiser step ``step`` (0-based); a pure function of the step, so a resumed run
         continues the same schedule."""
+        rewarm = min(1.0, (step - self.start_step + 1) / self.rewarm) if self.rewarm > 0 and step >= self.start_step else 1.0
         if self.warmup > 0 and step < self.warmup:
-            return self.lr * (step + 1) / self.warmup
+            return rewarm * self.lr * (step + 1) / self.warmup
         if self.lr_schedule == "constant":
-            return self.lr
+            return rewarm * self.lr
         span = max(1, self.steps - self.warmup)
         progress = min(1.0, max(0, step - self.warmup) / span)
-        return self.lr * (self.lr_final_ratio + (1.0 - self.lr_final_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress)))
+        return rewarm * self.lr * (self.lr_final_ratio + (1.0 - self.lr_final_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
 def seed_everything(seed: int) -> None:
@@ -142,6 +158,8 @@ def trainable_parameters(model: S2VCModel, cfg: TrainConfig) -> list[nn.Paramete
         for name, p in module.named_parameters():
             if freeze_base and module is nets.unet and not any(k in name for k in ("lora_", "pframe_motion_fusion", "vae_reduction", "conv_in")):
                 continue  # the SD1.5 base stays frozen
+            if module is nets.unet and not cfg.train_unet:
+                continue
             if module is nets.unet and cfg.stage == "intra" and "lora_" in name and ".pframe." in name:
                 continue
             if module is nets.unet and cfg.stage == "inter" and "lora_" in name and ".iframe." in name:
@@ -163,7 +181,9 @@ class Trainer:
         self.validate_fn = validate
         self.device = torch.device(cfg.device)
         seed_everything(cfg.seed)
-        if cfg.init:  # an s2vc checkpoint folder or the official release root (the user's local SD-based weights)
+        if cfg.init and is_compact_state(cfg.init):  # a compact training state (training/compact.py)
+            self.model, _ = load_compact(cfg.init, device=self.device)
+        elif cfg.init:  # an s2vc checkpoint folder or the official release root (the user's local SD-based weights)
             self.model = load_model(cfg.init, device=self.device, rates=None if cfg.stage == "decoder" else [cfg.rate])
         else:
             self.model = build_model(get_preset(cfg.preset), num_rates=cfg.num_rates, seed=cfg.seed).to(self.device)
@@ -185,7 +205,8 @@ class Trainer:
         self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
         self.disc = PatchDiscriminator().to(self.device)
         self.opt_d = torch.optim.AdamW(self.disc.parameters(), lr=cfg.lr, betas=(0.5, 0.99))
-        self.step = 0
+        self.step = cfg.start_step
+        self.started_at_step = cfg.start_step
         (self.run / "checkpoints").mkdir(exist_ok=True)
         (self.run / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
 
@@ -219,11 +240,27 @@ class Trainer:
         self.opt.load_state_dict(state["opt"])
         self.opt_d.load_state_dict(state["opt_d"])
         self.step = int(state["step"])
+        self.started_at_step = self.step
         torch.set_rng_state(state["rng"]["torch"])
         np.random.set_state(state["rng"]["numpy"])
         random.setstate(state["rng"]["python"])
         self.model.invalidate_caches()
         return True
+
+    @property
+    def state_dir(self) -> Path:
+        return self.run / "state"
+
+    def save_state(self, finished: bool = False) -> Path:
+        """The compact training state (float16 weights, config, step) under ``run/state``."""
+        self.model.invalidate_caches()
+        return save_compact(self.model, dataclasses.asdict(self.cfg), self.step, self.state_dir, finished=finished)
+
+    def checkpoint(self, finished: bool = False) -> None:
+        self.save()
+        self.save_state(finished)
+        self._last_checkpoint = time.monotonic()
+        self._last_checkpoint_step = self.step
 
     def export(self) -> Path:
         """Write the trained model in the s2vc checkpoint format under ``run/model``."""
@@ -300,8 +337,12 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def fit(self, progress: Callable[[int, dict[str, float]], None] | None = None) -> list[dict[str, float]]:
-        """Train until ``cfg.steps``; log to metrics.csv, checkpoint periodically and at the end, export model/."""
+        """Train until ``cfg.steps`` (or ``cfg.max_minutes``); log to metrics.csv and status.json, checkpoint every
+        ``checkpoint_every`` steps or ``checkpoint_minutes``, and at the end; export model/ (also on a timed stop)."""
         history = []
+        start = time.monotonic()
+        self._last_checkpoint, self._last_checkpoint_step = start, self.step
+        self.stopped_early = False
         iterator = self.batches(self.step)
         while self.step < self.cfg.steps:
             metrics = self.train_step(next(iterator))
@@ -313,13 +354,38 @@ class Trainer:
                     self.model.invalidate_caches()
                     row.update({f"val_{k}": v for k, v in self.validate_fn(self.model).items()})
                 self._log(row)
-            if self.step % self.cfg.checkpoint_every == 0:
-                self.save()
+                self._write_status(start, metrics)
+            elapsed_min = (time.monotonic() - start) / 60
+            if self.step % self.cfg.checkpoint_every == 0 or (time.monotonic() - self._last_checkpoint) / 60 >= self.cfg.checkpoint_minutes:
+                self.checkpoint()
             if progress:
                 progress(self.step, metrics)
-        self.save()
+            if self.cfg.max_minutes is not None and elapsed_min >= self.cfg.max_minutes and self.step < self.cfg.steps:
+                self.stopped_early = True
+                break
+        self.checkpoint(finished=not self.stopped_early)
+        self._write_status(start, history[-1] if history else {})
         self.export()
         return history
+
+    def _write_status(self, start: float, metrics: dict[str, float]) -> None:
+        """status.json: where the run stands, for a person or a script looking in (rewritten atomically)."""
+        elapsed = time.monotonic() - start
+        done = self.step - self.started_at_step
+        rate = done / elapsed if elapsed > 0 and done > 0 else None
+        status = {
+            "stage": self.cfg.stage, "rate": self.cfg.rate, "step": self.step, "steps": self.cfg.steps,
+            "percent": round(100.0 * self.step / self.cfg.steps, 1), "elapsed_s": round(elapsed, 1),
+            "steps_per_s": round(rate, 4) if rate else None,
+            "eta_s": round((self.cfg.steps - self.step) / rate, 1) if rate else None,
+            "last_checkpoint_step": getattr(self, "_last_checkpoint_step", None),
+            "finished": self.step >= self.cfg.steps, "device": str(self.device),
+            "metrics": {k: round(v, 6) for k, v in metrics.items()},
+            "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        tmp = self.run / "status.json.tmp"
+        tmp.write_text(json.dumps(status, indent=2) + "\n")
+        os.replace(tmp, self.run / "status.json")
 
     def _log(self, row: dict[str, float]) -> None:
         """Append a row to metrics.csv (rewritten atomically, so columns added later, e.g. adv, get a header)."""
