@@ -35,8 +35,9 @@ def test_timed_stop_writes_a_compact_state_that_continues_at_its_step(tmp_path):
     assert all(p.stat().st_size < 16 * 2**20 for p in state.iterdir())  # what a GPU slot may bring back
 
     model, _ = load_compact(state)
+    loaded = model.state_dict()
     for name, tensor in first.model.state_dict().items():  # float16 storage, float32 compute
-        assert torch.equal(model.state_dict()[name], tensor.half().float() if tensor.is_floating_point() else tensor), name
+        assert torch.equal(loaded[name], tensor.half().float() if tensor.is_floating_point() else tensor), name
 
     cfg = _cfg(tmp_path, "b", init=str(state), start_step=run["step"], rewarm=2)
     second = Trainer(cfg, fixed_batches(clip))
