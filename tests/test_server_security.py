@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from clients import JobFailed, ServerError
+from clients import ServerError
 from server.auth import Auth
 from server.settings import Settings
 from s2vc.wire import frame_to_bytes
@@ -132,7 +132,9 @@ def test_bad_uploads_get_a_clear_4xx(client, tmp_path, good_bitstream):
         assert refused.value.status == 400 and expected in refused.value.detail, (path.name, operation)
 
 
-def test_truncated_and_corrupt_bitstreams_fail_their_job_with_the_reason(client, tmp_path, good_bitstream):
+def test_truncated_and_corrupt_bitstreams_are_refused_with_the_reason(client, tmp_path, good_bitstream):
+    """Since issue 17.5 a decode upload is probed whole at submission: 400 naming the problem and the last good
+    frame, instead of a job that fails (or, cut at a unit boundary, reports done) later."""
     starts = _unit_offsets(good_bitstream)
     truncated = tmp_path / "truncated.s2vc"
     truncated.write_bytes(good_bitstream[: starts[2] + 10])
@@ -140,10 +142,9 @@ def test_truncated_and_corrupt_bitstreams_fail_their_job_with_the_reason(client,
     corrupt[starts[1] + 16] ^= 0xFF  # the first payload byte of the P unit after the I unit
     (tmp_path / "corrupt.s2vc").write_bytes(bytes(corrupt))
     for name, reason in (("truncated.s2vc", "TruncatedStreamError"), ("corrupt.s2vc", "CorruptStreamError")):
-        job = client.submit_job(tmp_path / name, "decode")
-        with pytest.raises(JobFailed) as failed:
-            client.wait_job(job["id"])
-        assert reason in str(failed.value)
+        with pytest.raises(ServerError) as refused:
+            client.submit_job(tmp_path / name, "decode")
+        assert refused.value.status == 400 and reason in refused.value.detail and "last good frame is frame" in refused.value.detail
 
 
 def test_file_names_never_come_from_the_request(server, client, tmp_path):
