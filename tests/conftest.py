@@ -12,7 +12,7 @@ from s2vc.presets import TINY
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 CLIPS = SHARED / "data" / "clips"
-MANIFESTS = SHARED / "s2vc-official" / "manifests"
+MANIFESTS = Path(__file__).resolve().parent / "fixtures" / "manifests"  # copies of ../shared/s2vc-official/manifests
 
 torch.set_num_threads(2)
 
