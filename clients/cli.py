@@ -23,7 +23,7 @@ import numpy as np
 import typer
 from rich.console import Console
 
-from s2vc.bitstream import UnitType, pack_header, pack_unit
+from s2vc.bitstream import UnitType, end_unit, pack_header, pack_unit
 from s2vc.errors import S2VCError
 from s2vc.video_io import VideoReader, VideoWriter
 from s2vc.wire import frame_to_bytes
@@ -159,8 +159,11 @@ def call(room: Optional[str] = typer.Option(None, help="Join this room; without 
             for decoded in peer.frames:
                 writer.write(decoded.picture)
     seqs = [u for u in peer.units if u.type == UnitType.SEQ]
-    if units and seqs:  # a .s2vc file: the header from the first SEQ unit, then every unit as received
-        units.write_bytes(pack_header(seqs[0].params()) + b"".join(pack_unit(u) for u in peer.units))
+    if units and seqs:  # a .s2vc file: the header from the first SEQ unit, every unit as received, and END (a file ends with it)
+        received = [u for u in peer.units if u.type != UnitType.END]
+        coded = [u.frame_index for u in received if u.type in (UnitType.I, UnitType.P)]
+        end = end_unit(coded[-1] + 1 if coded else 0, seqs[0].rate)
+        units.write_bytes(pack_header(seqs[0].params()) + b"".join(pack_unit(u) for u in [*received, end]))
     last = peer.stats[-1] if peer.stats else {}
     summary = {"call": peer.call_id, "frames": len(peer.frames), "units": len(peer.units), "keyframe_requests": peer.keyframe_requests,
                "kbps": last.get("kbps"), "errors": peer.errors + peer.decode_errors}
