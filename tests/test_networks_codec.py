@@ -136,7 +136,7 @@ def test_tiny_intra_shapes(tiny_intra, hw):
     h, wd = hw
     b = 2 if hw == SIZES[0] else 1
     x = torch.rand(b, 3, h, wd) * 2 - 1
-    latent = torch.randn(b, 4, h // 8, wd // 8)
+    latent = torch.randn(b, TINY.intra.latent, h // 8, wd // 8)
     with torch.no_grad():
         y, z = tiny_intra.encode(x, latent)
         assert y.shape == (b, w.y, h // 16, wd // 16)
@@ -230,7 +230,7 @@ def test_tiny_inter_shapes(tiny_inter, hw):
     b = 2 if hw == SIZES[0] else 1
     x = torch.rand(b, 3, h, wd) * 2 - 1
     with torch.no_grad():
-        ctx, ctx_t = tiny_inter.context(torch.randn(b, 4, h // 8, wd // 8), None, reset=True)
+        ctx, ctx_t = tiny_inter.context(torch.randn(b, TINY.inter.latent, h // 8, wd // 8), None, reset=True)
         assert ctx.shape == ctx_t.shape == (b, w.ch, h // 8, wd // 8)
         y, z = tiny_inter.encode(x, ctx)
         assert y.shape == (b, w.y, h // 16, wd // 16)

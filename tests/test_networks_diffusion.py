@@ -115,7 +115,7 @@ def test_tiny_unet_forward_shapes(tiny_unet, h, w, adapter):
         x0, feats = tiny_unet(f_pix, tokens, None, adapter)
         x0b, feats_b = tiny_unet(f_pix, tokens, feats, adapter)
     for out, fs in ((x0, feats), (x0b, feats_b)):
-        assert out.shape == (1, 4, h, w) and out.dtype == torch.float32
+        assert out.shape == (1, TINY.unet.latent, h, w) and out.dtype == torch.float32
         assert [tuple(f.shape) for f in fs] == [(1, bo[0], h // 2, w // 2), (1, bo[1], h // 4, w // 4), (1, bo[2], h // 8, w // 8)]
         assert torch.isfinite(out).all()
 
@@ -126,7 +126,7 @@ def test_tiny_unet_batch(tiny_unet):
         x0, feats = tiny_unet(f_pix, tokens, None, "iframe")
         x0_1, _ = tiny_unet(f_pix[1:], tokens[1:], None, "iframe")
         x0b, _ = tiny_unet(f_pix, tokens, feats, "pframe")
-    assert x0.shape == (2, 4, 16, 24) and x0b.shape == (2, 4, 16, 24)
+    assert x0.shape == x0b.shape == (2, TINY.unet.latent, 16, 24)
     torch.testing.assert_close(x0[1:], x0_1, rtol=1e-4, atol=1e-4)
 
 
@@ -314,7 +314,7 @@ def test_tiny_vae_encode_decode(tiny_vae):
         z_s1 = tiny_vae.encode(x, sample=True, generator=torch.Generator().manual_seed(5))
         z_s2 = tiny_vae.encode(x, sample=True, generator=torch.Generator().manual_seed(5))
         y = tiny_vae.decode(z)
-    assert z.shape == (1, 4, 16, 24) and y.shape == (1, 3, 128, 192)
+    assert z.shape == (1, TINY.vae.latent_channels, 16, 24) and y.shape == (1, 3, 128, 192)
     assert torch.equal(z_s1, z_s2) and not torch.allclose(z, z_s1)
     mean, logvar = tiny_vae.moments(x)
     torch.testing.assert_close(z, 0.18215 * mean)
