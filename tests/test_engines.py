@@ -148,7 +148,7 @@ def test_torch_bf16_keeps_the_entropy_path_fp32(lora_model, torch_stream):
     # ... and a bf16 decoder of an fp32 stream reports the drift instead of decoding it
     drift, worst, raised = decode_until_drift(engine, torch_stream)
     # The I-frame shows, in bf16 arithmetic, within a bound: random weights (the 16-channel tiny VAE) amplify bf16's
-    # rounding to tens of levels; the shipped weights stay within a few (docs/performance.md).
+    # rounding to tens of levels.
     assert drift == 0 and raised == 1 and worst <= 64
 
 
