@@ -33,6 +33,7 @@ def test_timed_stop_writes_a_compact_state_that_continues_at_its_step(tmp_path):
     run = read_run(state)
     assert run["step"] == 1 and not run["finished"] and run["config"]["stage"] == "intra"
     assert all(p.stat().st_size < 16 * 2**20 for p in state.iterdir())  # what a GPU slot may bring back
+    assert json.loads((state / "rate1.json").read_text()) == {"seeded": 4}  # untrained: kept as its seed, not as weights
 
     model, _ = load_compact(state)
     loaded = model.state_dict()

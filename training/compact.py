@@ -8,7 +8,8 @@ discriminator, ≈ 4× the model):
   and the preset, rate names and reset interval of the model;
 * ``vae.safetensors`` and ``rate<i>.safetensors`` — the weights in float16, one file per part so that no file
   exceeds a few MB (a GPU slot brings back files of at most 16 MiB). A rate point whose tensors equal another's
-  is written as a reference to it (``rate<i>.json``), not as a copy.
+  is written as a reference to it (``rate<i>.json``), not as a copy, and one that is still exactly the seeded
+  random initialisation (rate points no stage has trained yet) as that seed.
 
 ``s2vc train --continue-from DIR`` resumes it: same configuration, same step (so the learning-rate schedule and the
 data order go on where they were), float16 weights cast back to float32. The optimiser's moments are not kept; the
@@ -26,7 +27,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from s2vc.model import RateModel, S2VCModel
+from s2vc.model import RateModel, S2VCModel, build_model
 from s2vc.presets import Preset
 
 RUN_FILE = "run.json"
@@ -50,11 +51,15 @@ def save_compact(model: S2VCModel, config: dict[str, Any], step: int, folder: st
     tmp.mkdir(parents=True)
     save_file(_half(model.vae.state_dict()), str(tmp / "vae.safetensors"))
     written: list[tuple[int, dict[str, torch.Tensor]]] = []
+    seed = config.get("seed")
+    fresh = _seeded(model.preset, model.num_rates, seed) if isinstance(seed, int) else None
     for i in range(model.num_rates):
         state = _half(model.rate(i).state_dict())
-        same = next((j for j, other in written if other.keys() == state.keys() and all(torch.equal(other[k], state[k]) for k in state)), None)
+        same = next((j for j, other in written if _equal(other, state)), None)
         if same is not None:
             (tmp / f"rate{i}.json").write_text(json.dumps({"same_as": same}) + "\n")
+        elif fresh is not None and _equal(_half(fresh.rate(i).state_dict()), state):
+            (tmp / f"rate{i}.json").write_text(json.dumps({"seeded": seed}) + "\n")
         else:
             save_file(state, str(tmp / f"rate{i}.safetensors"))
             written.append((i, state))
@@ -71,6 +76,16 @@ def save_compact(model: S2VCModel, config: dict[str, Any], step: int, folder: st
     os.replace(tmp, folder)
     shutil.rmtree(old, ignore_errors=True)
     return folder
+
+
+def _equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _seeded(preset: Preset, num_rates: int, seed: int) -> S2VCModel:
+    """The random initialisation :func:`s2vc.model.build_model` gives (the RNG state is left as it was)."""
+    with torch.random.fork_rng(devices=[]):
+        return build_model(preset, num_rates=num_rates, seed=seed)
 
 
 def read_run(folder: str | Path) -> dict[str, Any]:
@@ -91,9 +106,16 @@ def load_compact(folder: str | Path, device: str | torch.device = "cpu") -> tupl
     preset = Preset.from_dict(run["preset"])
     model = S2VCModel(preset, list(run["rate_names"]), model_id=run.get("model_id"), build_rates=True)
     model.vae.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in load_file(str(folder / "vae.safetensors")).items()})
+    seeded: dict[int, S2VCModel] = {}
     for i in range(model.num_rates):
         ref = folder / f"rate{i}.json"
-        source = json.loads(ref.read_text())["same_as"] if ref.is_file() else i
+        record = json.loads(ref.read_text()) if ref.is_file() else {"same_as": i}
+        if "seeded" in record:
+            seed = int(record["seeded"])
+            fresh = seeded.setdefault(seed, _seeded(preset, model.num_rates, seed))
+            model.rate(i).load_state_dict({k: v.half().float() if v.is_floating_point() else v for k, v in fresh.rate(i).state_dict().items()})
+            continue
+        source = record["same_as"]
         if not 0 <= int(source) <= i:
             raise ValueError(f"{ref}: rate point {i} refers to rate point {source}, which is not written before it")
         tensors = load_file(str(folder / f"rate{int(source)}.safetensors"))

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .compact import is_compact_state, read_run
+from .compact import is_compact_state, load_compact, read_run, save_compact
 
 RECIPES = Path(__file__).with_name("recipes")
 PROGRESS = "recipe.json"
@@ -114,7 +114,8 @@ def write_kit(recipe: dict[str, Any], out: Path, kit: Path) -> Path | None:
     tmp = kit.with_name(kit.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    shutil.copytree(out / last / "state", tmp / "state")
+    model, run = load_compact(out / last / "state")  # re-saved: untrained rate points become their seed
+    save_compact(model, run["config"], run["step"], tmp / "state", finished=bool(run["finished"]))
     record = {"recipe": recipe["name"], "done": done, "state_stage": last, "state_finished": last in done,
               "state_step": read_run(out / last / "state")["step"], "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     (tmp / PROGRESS).write_text(json.dumps(record, indent=2) + "\n")
