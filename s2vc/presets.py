@@ -159,7 +159,25 @@ TINY = Preset(
     round_means=True,
 )
 
-PRESETS: dict[str, Preset] = {p.name: p for p in (OFFICIAL, TINY)}
+# Version 1 of the tiny preset (widths 8-24, a 4-channel latent, ε-prediction), chosen for a 40 ms round trip: the
+# shipped default until version 2 is trained (weights/default records these widths), and what
+# training/train_default.sh and refine_default.sh train.
+TINY_V1 = Preset(
+    name="tiny-v1",
+    intra=IntraWidths(
+        pix_emb=8, ctrl=16, internal=16, unet_channels=(16, 16, 16), attention_head_dim=8,
+        semantic=16, y=8, fsq_levels=(4, 4, 4, 4), norm_groups=8,
+    ),
+    inter=InterWidths(ch=24, ch_mid=32, y=16, z=8, temporal=16, ctrl=16, semantic=16, norm_groups=8),
+    unet=UNetWidths(
+        block_out_channels=(16, 16, 16, 16), layers_per_block=1, cross_attention_dim=16,
+        attention_head_dim=1, norm_groups=8, in_channels=16, lora_rank=2, lora_alpha=0.25, motion_channels=8,
+    ),
+    vae=VAEWidths(block_out_channels=(8, 8, 16, 16), layers_per_block=1, norm_groups=4, attn_window=16),
+    round_means=True,
+)
+
+PRESETS: dict[str, Preset] = {p.name: p for p in (OFFICIAL, TINY, TINY_V1)}
 
 
 def get_preset(name: str) -> Preset:

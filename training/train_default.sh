@@ -10,9 +10,10 @@ S2VC=.venv/bin/s2vc
 steps() { python3 -c "print(max(1, int($1 * $SCALE)))"; }
 LAMBDAS=(2.0 1.0 0.5 0.25)   # rate 0 = fewest bits
 COMMON=(--corpus "$RUNS/corpus" --crop 128 --threads 2 --log-every 50 --checkpoint-every 100)
+# The version-1 widths (tiny-v1): this recipe trained them; training/recipes/tiny-v2.json trains version 2
 
 [ -f "$RUNS/corpus/manifest.json" ] || .venv/bin/python -m training.data --out "$RUNS/corpus"
-$S2VC train --out "$RUNS/vae" --stage vae --steps "$(steps 1500)" --batch 8 --lr 2e-3 "${COMMON[@]}"
+$S2VC train --out "$RUNS/vae" --preset tiny-v1 --stage vae --steps "$(steps 1500)" --batch 8 --lr 2e-3 "${COMMON[@]}"
 $S2VC train --out "$RUNS/r0-intra" --init "$RUNS/vae/model" --stage intra --rate 0 --lambda "${LAMBDAS[0]}" \
     --steps "$(steps 1500)" --batch 4 --lr 1e-3 --adv-start "$(steps 1000)" "${COMMON[@]}"
 $S2VC train --out "$RUNS/r0-inter" --init "$RUNS/r0-intra/model" --stage inter --rate 0 --lambda "${LAMBDAS[0]}" \
