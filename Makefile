@@ -6,12 +6,13 @@ STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 PIP_ARGS ?=  # extra pip options, e.g. the index of your CPU torch wheels
 
-.PHONY: install test demo bench bench-server bench-calls serve eval gpu-check clean help
+.PHONY: install test test-quick demo bench bench-server bench-calls serve eval gpu-check clean help
 
 help:
 	@echo "make install   create .venv with every dependency pinned (torch 2.13.0 CPU)"
 	@echo "make demo      encode + decode a real clip with the default model; prints bpp, kbps, PSNR, fps"
-	@echo "make test      run the test suite (CPU, minutes)"
+	@echo "make test      run the test suite (CPU, about 25 minutes on 2 cores)"
+	@echo "make test-quick  the bitstream, codec, CLI, hardening and training-state tests (a few minutes)"
 	@echo "make bench     encode/decode fps and peak memory per preset and resolution"
 	@echo "make serve     start the streaming server (REST, streams, metrics) with the default model (ARGS='--port 8000')"
 	@echo "make bench-server  real-time sessions, frame latency p50/p99, drops, RSS (ARGS='--streams 1,2,4 --size 160x120')"
@@ -31,6 +32,13 @@ $(STAMP): pyproject.toml constraints.txt
 
 test: install
 	$(BIN)/python -m pytest -q $(ARGS)
+
+# The bitstream, codec, CLI, hardening and training-state tests: a few minutes, run first by CI
+QUICK_TESTS ?= tests/test_bitstream.py tests/test_golden.py tests/test_decode_errors.py tests/test_hardening.py \
+	tests/test_codec.py tests/test_cli.py tests/test_checkpoint_sharing.py tests/test_training_state.py \
+	tests/test_server_job_store.py tests/test_server_banner.py
+test-quick: install
+	$(BIN)/python -m pytest -q $(QUICK_TESTS) $(ARGS)
 
 demo: install
 	$(BIN)/s2vc demo $(ARGS)
