@@ -80,9 +80,9 @@ def test_half_precision_storage_loads_as_float32(saved, tmp_path):
     full = (tmp_path / "fp32")
     save_checkpoint(model, full)
     assert (folder / "model.safetensors").stat().st_size < 0.6 * (full / "model.safetensors").stat().st_size
-    loaded = load_checkpoint(folder)
+    loaded = load_checkpoint(folder).state_dict()
     for k, v in model.state_dict().items():
-        w = loaded.state_dict()[k]
+        w = loaded[k]
         assert w.dtype == v.dtype
         if v.is_floating_point():
             assert torch.equal(w, v.half().float())

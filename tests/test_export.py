@@ -159,11 +159,13 @@ def test_buckets_and_profiles():
     assert [b for b in BUCKETS] == [(320, 256), (640, 384), (1280, 768), (1920, 1088)]
 
     profile = dict((n, (lo, opt, hi)) for n, lo, opt, hi in profile_for(SPECS["unet_pframe"], TINY, (1280, 768), max_batch=4, opt_batch=2).shapes)
-    assert profile["f_pix"] == ((1, 16, 8, 8), (2, 16, 96, 160), (4, 16, 96, 160))
-    assert profile["tokens"] == ((1, 1, 16), (2, 240, 16), (4, 240, 16))
-    assert profile["prev_feat2"][2] == (4, 16, 12, 20)
+    c, d, f2 = TINY.unet.in_channels, TINY.unet.cross_attention_dim, TINY.unet.block_out_channels[2]
+    assert profile["f_pix"] == ((1, c, 8, 8), (2, c, 96, 160), (4, c, 96, 160))
+    assert profile["tokens"] == ((1, 1, d), (2, 240, d), (4, 240, d))
+    assert profile["prev_feat2"][2] == (4, f2, 12, 20)
     vae = dict((n, (lo, opt, hi)) for n, lo, opt, hi in profile_for(SPECS["vae_decoder"], TINY, (320, 256)).shapes)
-    assert vae["latent"] == ((1, 4, 32, 40), (1, 4, 32, 40), (4, 4, 32, 40))  # per-size graph: only the batch varies
+    lat = TINY.vae.latent_channels
+    assert vae["latent"] == ((1, lat, 32, 40), (1, lat, 32, 40), (4, lat, 32, 40))  # per-size graph: only the batch varies
     with pytest.raises(ValueError):
         profile_for(SPECS["vae_decoder"], TINY, (320, 256), max_batch=1, opt_batch=2)
 
