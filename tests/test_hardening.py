@@ -394,13 +394,21 @@ def test_ffmpeg_errors_say_what_was_wrong_with_which_file(tmp_path, cli_model):
 
 
 @pytest.mark.parametrize("args", [["--help"], ["decode", "missing.s2vc", "out.y4m"], ["encode", "missing.mp4", "out.s2vc"]])
-def test_help_and_input_errors_answer_in_under_two_seconds(tmp_path, args):
-    """Issue 17.8: imports of torch and the model came before the check of the input file (11-16 s)."""
+def test_help_and_input_errors_answer_before_torch_loads(tmp_path, args):
+    """Issue 17.8: imports of torch and the model came before the check of the input file (11-16 s). The answer
+    must not wait for them: the process exits without having imported torch (timing it would measure the load on
+    the machine, not the code; `time s2vc --help` answers in about 1 s on an idle 2-core machine)."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "s2vc.cli", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 2.0, f"{args}: {elapsed:.1f} s"
+    probe = (
+        "import runpy, sys\n"
+        f"sys.argv = ['s2vc', *{args!r}]\n"
+        "try:\n    runpy.run_module('s2vc.cli', run_name='__main__')\n"
+        "except SystemExit as exc:\n    code = exc.code\n"
+        "print('torch-loaded' if 'torch' in sys.modules else 'torch-not-loaded', file=sys.stderr)\n"
+        "sys.exit(code)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert "torch-not-loaded" in proc.stderr, f"{args}: torch was imported before the answer\n{proc.stderr[-2000:]}"
     if args != ["--help"]:
         assert proc.returncode == 2 and "does not exist" in proc.stderr
 
