@@ -51,6 +51,9 @@ def test_recipe_runs_in_order_stops_on_time_and_goes_on(tmp_path, corpus, recipe
     assert all(row["done"] for row in progress(spec, out))
     trained_again = [line.split()[1].rstrip(":") for line in logs if line.startswith("stage ")]
     assert trained_again == [row["stage"] for row, done in zip(progress(spec, out), done_before) if not done]
+    longer = json.loads(json.dumps(spec))
+    longer["stages"][0]["steps"] = 4  # raising a stage's steps in the recipe reopens it
+    assert [row["done"] for row in progress(longer, out)] == [False, True, True]
     model_cfg = json.loads((out / "r0" / "model" / "config.json").read_text())
     assert model_cfg["trained"] == {"stage": "inter", "steps": 1}
 

@@ -64,9 +64,13 @@ def stage_config(recipe: dict[str, Any], index: int, out: Path, device: str) -> 
     return {"preset": recipe.get("preset", "tiny"), **stage, "out": str(out / name), "init": init, "device": device}
 
 
-def stage_done(run: Path) -> bool:
+def stage_done(run: Path, steps: int | None = None) -> bool:
+    """Whether the stage's run finished (and reached ``steps``: raising a stage's steps in the recipe reopens it)."""
     state = run / "state"
-    return is_compact_state(state) and bool(read_run(state).get("finished")) and (run / "model" / "config.json").is_file()
+    if not (is_compact_state(state) and (run / "model" / "config.json").is_file()):
+        return False
+    record = read_run(state)
+    return bool(record.get("finished")) and (steps is None or int(record["step"]) >= steps)
 
 
 def progress(recipe: dict[str, Any], out: Path) -> list[dict[str, Any]]:
@@ -74,7 +78,7 @@ def progress(recipe: dict[str, Any], out: Path) -> list[dict[str, Any]]:
     for stage in recipe["stages"]:
         run = out / stage["name"]
         status = json.loads((run / "status.json").read_text()) if (run / "status.json").is_file() else {}
-        rows.append({"stage": stage["name"], "done": stage_done(run), "step": status.get("step", 0),
+        rows.append({"stage": stage["name"], "done": stage_done(run, stage.get("steps")), "step": status.get("step", 0),
                      "steps": stage.get("steps"), "metrics": status.get("metrics", {})})
     return rows
 
@@ -85,7 +89,7 @@ def seed_from_kit(kit: Path, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     stage = record["state_stage"]
     run = out / stage
-    if (run / "checkpoints" / "last.pt").is_file() or stage_done(run):
+    if (run / "checkpoints" / "last.pt").is_file() or stage_done(run, record.get("state_step")):
         return  # this machine already has the stage (exactly): the kit adds nothing
     if run.exists():
         shutil.rmtree(run)
@@ -110,7 +114,7 @@ def write_kit(recipe: dict[str, Any], out: Path, kit: Path) -> Path | None:
     if not touched:
         return None
     last = touched[-1]
-    done = [s["name"] for s in recipe["stages"] if stage_done(out / s["name"]) or (out / s["name"] / "DONE-ELSEWHERE").is_file()]
+    done = [s["name"] for s in recipe["stages"] if stage_done(out / s["name"], s.get("steps")) or (out / s["name"] / "DONE-ELSEWHERE").is_file()]
     tmp = kit.with_name(kit.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -134,7 +138,7 @@ def run_recipe(recipe: dict[str, Any], out: Path, corpus: Path, *, device: str =
     deadline = None if minutes is None else time.monotonic() + 60 * minutes
     for index, stage in enumerate(recipe["stages"]):
         run = out / stage["name"]
-        if stage_done(run) or (run / "DONE-ELSEWHERE").is_file():
+        if stage_done(run, stage.get("steps")) or (run / "DONE-ELSEWHERE").is_file():
             continue
         left = None if deadline is None else (deadline - time.monotonic()) / 60
         if left is not None and left < 0.5:
