@@ -74,6 +74,10 @@ class VAEWidths:
     norm_groups: int = 32
     scaling_factor: float = 0.18215
     attn_window: int = 16
+    # The encoder folds each patch_size×patch_size block of pixels into channels before its first conv (pixel
+    # unshuffle), and the decoder unfolds its last conv's output the same way, so no conv runs at full resolution.
+    # 1 (none) is the SD VAE; with p > 1 the blocks start at /p and patch_size·2^(blocks−1) must still be 8.
+    patch_size: int = 1
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,10 @@ class Preset:
         for part, dim in (("intra.semantic", self.intra.semantic), ("inter.semantic", self.inter.semantic)):
             if dim != self.unet.cross_attention_dim:
                 raise ValueError(f"preset {self.name!r}: {part}={dim} must equal unet.cross_attention_dim={self.unet.cross_attention_dim} (the U-Net attends to those tokens)")
+        stride = self.vae.patch_size * 2 ** (len(self.vae.block_out_channels) - 1)
+        if self.vae.patch_size < 1 or stride != 8:
+            raise ValueError(f"preset {self.name!r}: the VAE latent must be at /8 of the frame, but vae.patch_size={self.vae.patch_size} "
+                             f"with {len(self.vae.block_out_channels)} blocks puts it at /{stride}")
         if self.unet.prediction not in PREDICTIONS:
             raise ValueError(f"preset {self.name!r}: unet.prediction must be one of {PREDICTIONS}, got {self.unet.prediction!r}")
 
@@ -133,11 +141,13 @@ OFFICIAL = Preset(name="official")
 TINY = Preset(
     name="tiny",
     # Version 2, designed for picture quality per FLOP on a 2-core CPU (docs/results.md, "tiny v2"):
-    # * a 16-channel latent at /8 (version 1 had 4, which capped foreman at 24.8 dB before any coding), decoded by a
-    #   VAE that is wide where pixels are few and thin at full resolution (64 channels at /8, 8 at /1 and /2);
-    #   Its GroupNorms use 2 groups: at 8 channels, 8 groups would normalise every channel on its own, and the last
-    #   GroupNorm before conv_out would erase each picture's mean colour (version 1 had 2 channels a group and a
-    #   colour cast; with 1 a group the first 600 steps reached 19.5 dB on foreman);
+    # * a 16-channel latent at /8 (version 1 had 4, which capped foreman at 24.8 dB before any coding), made by a
+    #   VAE that folds 4×4 pixel blocks into 48 channels and runs 64 channels at /4 and 128 at /8: no conv at full
+    #   resolution. After 600 equal steps it reached foreman 23.8 / mobile 15.5 dB in 4 CPU minutes, where a VAE
+    #   with convs at every scale (8, 8, 16, 64 channels at /1../8) reached 22.4 / 14.9 in 10 minutes and one
+    #   folding 2×2 blocks (32, 48, 96 at /2../8) 24.3 / 15.6 in 15 (docs/results.md, "tiny v2");
+    #   Its GroupNorms use 2 groups, so no GroupNorm normalises a colour channel on its own (a GroupNorm of one
+    #   channel a group right before conv_out erases each picture's mean colour: version 1's cast);
     # * the codec, hyperprior and U-Net at 24-32 channels at /8 and below (version 1: 8-24), where a channel costs
     #   1/64 of what it costs at full resolution;
     # * the U-Net predicts x0 directly: at t = 999 the release's ε-parametrisation multiplies every error of ε by
@@ -155,7 +165,7 @@ TINY = Preset(
         block_out_channels=(32, 32, 32, 32), layers_per_block=1, cross_attention_dim=32, attention_head_dim=1,
         norm_groups=8, in_channels=32, lora_rank=2, lora_alpha=0.25, motion_channels=8, latent=16, prediction="x0",
     ),
-    vae=VAEWidths(block_out_channels=(8, 8, 16, 64), layers_per_block=1, latent_channels=16, norm_groups=2, attn_window=16),
+    vae=VAEWidths(block_out_channels=(64, 128), layers_per_block=1, latent_channels=16, norm_groups=2, attn_window=16, patch_size=4),
     round_means=True,
 )
 

@@ -320,3 +320,24 @@ def test_tiny_vae_encode_decode(tiny_vae):
     torch.testing.assert_close(z, 0.18215 * mean)
     assert logvar.min() >= -30 and logvar.max() <= 20
     assert tiny_vae.state_dict().keys() == CodecVAE(TINY.vae).state_dict().keys()
+
+
+def test_vae_patch_size_folds_pixels_into_channels():
+    """patch_size p runs the diffusers model at /p: its first conv sees 3p² channels, its last conv's output is
+    unfolded back to pixels, and the preset refuses a patch size that moves the latent off /8."""
+    from dataclasses import replace
+
+    widths = replace(TINY.vae, block_out_channels=(16, 32), patch_size=4, norm_groups=2)
+    vae = CodecVAE(widths).eval()
+    assert vae.encoder.conv_in.in_channels == 48 and vae.decoder.conv_out.out_channels == 48
+    x = torch.rand(1, 3, 64, 96, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.no_grad():
+        z = vae.encode(x)
+        y = vae.decode(z)
+        direct = torch.nn.functional.pixel_shuffle(vae.decoder(vae.post_quant_conv(z / vae.scaling_factor)), 4)
+    assert z.shape == (1, widths.latent_channels, 8, 12) and y.shape == x.shape
+    torch.testing.assert_close(y, direct)
+    with pytest.raises(ValueError, match="latent must be at /8"):
+        replace(TINY, vae=replace(TINY.vae, patch_size=2))
+    with pytest.raises(ValueError, match="latent must be at /8"):
+        replace(TINY, vae=replace(TINY.vae, patch_size=0))

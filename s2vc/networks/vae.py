@@ -2,7 +2,9 @@
 
 The encoder and decoder mid-block attention (GroupNorm + single-head attention + residual) is applied
 independently to non-overlapping ``attn_window``×``attn_window`` tiles of the /8 feature map, tiled from the
-top-left; edge tiles are partial. Everything else is the stock diffusers model, and the state dict keys are the
+top-left; edge tiles are partial. With ``patch_size`` p > 1 (small presets) the encoder first folds p×p pixel blocks into
+3p² channels and the decoder's output is unfolded back (``pixel_unshuffle`` / ``pixel_shuffle``), so the diffusers
+model runs at /p and no conv runs at full resolution. Everything else is the stock diffusers model, and the state dict keys are the
 stock ``AutoencoderKL`` keys at top level (``encoder.*``, ``decoder.*``, ``quant_conv.*``, ``post_quant_conv.*``).
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 import torch
+import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
 from torch import nn
@@ -88,9 +91,10 @@ class CodecVAE(nn.Module):
         super().__init__()
         self.widths = widths
         n = len(widths.block_out_channels)
+        self.patch_size = int(widths.patch_size)
         kl = AutoencoderKL(
-            in_channels=3,
-            out_channels=3,
+            in_channels=3 * self.patch_size**2,
+            out_channels=3 * self.patch_size**2,
             down_block_types=("DownEncoderBlock2D",) * n,
             up_block_types=("UpDecoderBlock2D",) * n,
             block_out_channels=tuple(widths.block_out_channels),
@@ -148,6 +152,8 @@ class CodecVAE(nn.Module):
     # ------------------------------------------------------------------ codec API
     def moments(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, logvar) of the posterior, logvar clamped to [-30, 20]; unscaled latent units."""
+        if self.patch_size > 1:
+            x = F.pixel_unshuffle(x, self.patch_size)
         m = self.quant_conv(self.encoder(x))
         mean, logvar = torch.chunk(m, 2, dim=1)
         return mean, logvar.clamp(LOGVAR_MIN, LOGVAR_MAX)
@@ -162,7 +168,8 @@ class CodecVAE(nn.Module):
 
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
         """Scaled latent → RGB, roughly in [-1,1] (not clamped)."""
-        return self.decoder(self.post_quant_conv(latent / self.scaling_factor))
+        picture = self.decoder(self.post_quant_conv(latent / self.scaling_factor))
+        return F.pixel_shuffle(picture, self.patch_size) if self.patch_size > 1 else picture
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x))
