@@ -158,12 +158,15 @@ def test_onnxruntime_engine_codes_streams_it_decodes_exactly(lora_model, onnx_st
 
 
 def test_torch_stream_on_onnxruntime_reports_the_drift(lora_model, onnx_store, torch_stream):
-    """The whole onnxruntime engine: the I-frame decodes within a level and its x0 latent differs in the last bits;
-    the frames go on decoding within the tolerance while the scale indices agree, and a unit whose indices differ
+    """The whole onnxruntime engine differs from torch in the last bits: its state drifts from the encoder's or a
+    unit's scale indices differ (which unit first depends on the weights; a rounded entropy parameter can differ
+    already in the I-frame). Every frame that comes out is within the tolerance, and a unit whose indices differ
     fails (StateMismatchError), never noise."""
     engine = load_engine("onnxruntime", lora_model, onnx_dir=onnx_store.root)
     drift, worst, raised = decode_until_drift(engine, torch_stream)
-    assert drift == 0 and worst <= PIXEL_TOLERANCE and (raised is None or raised >= 1)
+    assert drift is not None or raised is not None  # the other engine shows, in the state or as a refused unit
+    assert worst <= PIXEL_TOLERANCE
+    assert raised is None or drift is None or raised >= drift
 
 
 @pytest.mark.parametrize("name", list(SPECS))
@@ -171,11 +174,11 @@ def test_torch_stream_with_one_network_on_onnxruntime(name, lora_model, onnx_sto
     engine = load_engine("onnxruntime", lora_model, onnx_dir=onnx_store.root, networks=[name])
     drift, worst, raised = decode_until_drift(engine, torch_stream)
     assert worst <= PIXEL_TOLERANCE  # every frame that comes out is the picture, within a few levels
-    if drift is None:
-        assert raised is None  # an identical state computes identical entropy parameters
+    expected = FIRST_DRIFT[name]
+    if drift is None:  # an identical state computes identical entropy parameters, unless this network rounds them
+        assert raised is None or expected == ROUNDED
     else:
         assert raised is None or raised > drift  # a unit whose scale indices differ is refused, never noise
-    expected = FIRST_DRIFT[name]
     if expected != ROUNDED:
         assert drift == expected
     if name == "vae_decoder":
@@ -225,6 +228,6 @@ def test_cli_engine_option(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["decode", str(stream), str(tmp_path / "torch.y4m"), "--model", "tiny", "--engine", "torch"])
     # the other backend: decodes while the entropy parameters agree, else says so naming the frame (format version 2)
-    assert result.exit_code == 0 or (result.exit_code == 2 and "made by another engine or machine" in " ".join(result.output.split()))
+    assert result.exit_code == 0 or (result.exit_code == 2 and "made by another engine" in " ".join(result.output.split()))
     result = runner.invoke(app, ["decode", str(stream), str(tmp_path / "x.y4m"), "--model", "tiny", "--engine", "openvino"])
     assert result.exit_code == 2 and "unknown engine 'openvino'" in result.output
