@@ -31,7 +31,7 @@ from aiortc import MediaStreamTrack, RTCConfiguration, RTCDataChannel, RTCIceSer
 from aiortc.mediastreams import MediaStreamError
 
 from s2vc.bitstream import Unit, UnitType, end_unit, pack_unit, seq_unit, unpack_unit
-from s2vc.call_protocol import STATS_CHANNEL, UNITS_CHANNEL, Control, frame_checksum
+from s2vc.transport.calls import STATS_CHANNEL, UNITS_CHANNEL, Control, frame_checksum
 from s2vc.codec import Codec
 from s2vc.errors import S2VCError, StateMismatchError, UnitOrderError
 from s2vc.state import StreamState

@@ -26,7 +26,7 @@ from rich.console import Console
 from s2vc.bitstream import UnitType, end_unit, pack_header, pack_unit
 from s2vc.errors import S2VCError
 from s2vc.video_io import VideoReader, VideoWriter
-from s2vc.wire import frame_to_bytes
+from s2vc.transport.streams import frame_to_bytes
 
 from .errors import JobFailed, ServerError
 from .sdk import S2VCClient
@@ -121,7 +121,7 @@ def call(room: Optional[str] = typer.Option(None, help="Join this room; without 
     from s2vc.checkpoint import load_model
     from s2vc.codec import Codec
 
-    from s2vc.call_protocol import restrict_host_addresses
+    from s2vc.transport.ice import restrict_host_addresses
 
     from .call import CallPeer, FramesTrack
 

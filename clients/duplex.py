@@ -14,7 +14,7 @@ from urllib.parse import urlencode, urlsplit
 
 import h11
 
-from s2vc.wire import Kind, MessageReader
+from s2vc.transport.streams import Kind, MessageReader
 
 from .errors import ServerError
 

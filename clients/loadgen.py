@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import httpx
 import numpy as np
 
-from s2vc.wire import Kind, frame_to_bytes
+from s2vc.transport.streams import Kind, frame_to_bytes
 
 from .duplex import post_frames
 from .errors import ServerError

@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from s2vc.wire import Kind
+from s2vc.transport.streams import Kind
 
 from .duplex import post_frames
 from .errors import JobFailed, ServerError

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from export.specs import precision_dtype
+from s2vc.graphs import precision_dtype
 
 
 class Engine:

@@ -1,4 +1,4 @@
-"""An :class:`~engines.base.Engine` whose networks are graphs of :mod:`export.specs`, run by a backend.
+"""An :class:`~engines.base.Engine` whose networks are graphs of :mod:`s2vc.graphs`, run by a backend.
 
 The protocol objects (``vae``, ``rate(i).intra/.inter/.unet``) turn each protocol call into one graph call
 ``run(spec name, rate, *inputs) -> outputs``; a backend (torch modules, onnxruntime sessions, TensorRT engines)
@@ -15,7 +15,7 @@ from typing import Callable, Iterable, Sequence
 import torch
 from torch import Tensor
 
-from export.specs import SPECS, NetworkSpec
+from s2vc.graphs import SPECS, NetworkSpec
 from s2vc.networks.unet import output_to_x0
 
 from .base import Engine

@@ -1,7 +1,7 @@
 """The onnxruntime engine: the exported ONNX graphs in onnxruntime sessions (CPU, CUDA or TensorRT provider).
 
 Graphs come from a folder made by ``s2vc export onnx --out DIR`` (``onnx_dir``) or are exported on first use into
-the cache (:func:`export.store.default_store_dir`, keyed by the weight hash and precision). The CPU provider
+the cache (:func:`engines.onnx_store.default_store_dir`, keyed by the weight hash and precision). The CPU provider
 ships with the ``onnxruntime`` dependency; the CUDA and TensorRT providers need ``pip install 's2vc[gpu]'``.
 Inputs and outputs are torch tensors on the engine's device.
 
@@ -17,11 +17,11 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from export.specs import NetworkSpec
-from export.store import ExportStore, default_store_dir
+from s2vc.graphs import NetworkSpec
 
 from . import EngineUnavailableError
 from .graph_engine import GraphEngine, Runner
+from .onnx_store import ExportStore, default_store_dir
 
 GPU_HINT = "install the GPU runtimes with: pip install 's2vc[gpu]' (onnxruntime-gpu, tensorrt)"
 OPTIMIZATION_LEVELS = {

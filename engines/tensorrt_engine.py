@@ -1,7 +1,7 @@
 """The TensorRT engine: each exported graph as a native TensorRT engine per resolution bucket (CUDA only).
 
-Graphs are exported on first use (:class:`export.store.ExportStore`), engines built on first use per bucket
-(:mod:`export.profiles`) and cached on disk under their full key (:mod:`export.tensorrt_build`); a stale or
+Graphs are exported on first use (:class:`engines.onnx_store.ExportStore`), engines built on first use per bucket
+(:mod:`engines.profiles`) and cached on disk under their full key (:mod:`engines.tensorrt_build`); a stale or
 foreign engine is rebuilt. Inputs and outputs are CUDA torch tensors; each call runs on torch's current stream.
 Needs ``pip install 's2vc[gpu]'`` and an NVIDIA GPU; without them :func:`load` raises
 :class:`~engines.EngineUnavailableError` saying so.
@@ -14,14 +14,14 @@ from typing import Any, Iterable
 
 import torch
 
-from export.profiles import BUCKETS, bucket_for
-from export.specs import NetworkSpec
-from export.store import ExportStore, cache_root, default_store_dir
-from export.tensorrt_build import EngineBuilder, TensorRTMissingError, import_tensorrt
 from s2vc.errors import S2VCError
+from s2vc.graphs import NetworkSpec
 
 from . import EngineUnavailableError
 from .graph_engine import GraphEngine, Runner
+from .onnx_store import ExportStore, cache_root, default_store_dir
+from .profiles import BUCKETS, bucket_for
+from .tensorrt_build import EngineBuilder, TensorRTMissingError, import_tensorrt
 
 
 class TensorRTEngine(GraphEngine):

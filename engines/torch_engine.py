@@ -3,8 +3,9 @@ replayed as CUDA graphs.
 
 * ``precision="fp32"`` without ``compile``/``cuda_graphs``: the model's own modules, untouched — the
   reference every other engine is compared with (and the bit-exact golden tests run).
-* otherwise each network runs as a module with float32 I/O (:class:`export.specs.SpecModule`), the U-Net as one
-  plain copy per adapter with its LoRA merged (:mod:`export.lora`; two extra U-Net copies in memory);
+* otherwise each network runs as a module with float32 I/O (:class:`s2vc.graphs.SpecModule`), the U-Net as one
+  plain copy per adapter with its LoRA merged (:meth:`s2vc.networks.unet.AdaptedUNet.merged`; two extra U-Net
+  copies in memory);
 * ``fp16``/``bf16``: the networks are cast copies; the entropy-parameter networks stay fp32 (their outputs choose
   the entropy models), as in the exported graphs;
 * ``compile``: every network through ``torch.compile``. The first call at each frame size compiles (seconds to
@@ -19,13 +20,11 @@ state check (StateMismatchError) before producing a picture.
 
 from __future__ import annotations
 
-import copy
 from typing import Any, Iterable
 
 import torch
 
-from export.lora import merge_adapter
-from export.specs import NetworkSpec, UNetSpec, precision_dtype
+from s2vc.graphs import NetworkSpec, precision_dtype
 
 from . import EngineUnavailableError
 from .graph_engine import GraphEngine, Runner
@@ -68,14 +67,11 @@ class TorchEngine(GraphEngine):
     def _owner(self, spec: NetworkSpec, rate: int | None, dtype: torch.dtype) -> torch.nn.Module:
         """The network ``spec`` runs on in ``dtype``: one copy per (network, adapter, dtype), shared by the specs
         that cut the same network; the model's own module when nothing changes."""
-        source = spec.owner(self.model, rate)
-        adapter = spec.adapter if isinstance(spec, UNetSpec) else None  # one plain U-Net per adapter
-        key = (id(source), adapter, dtype)
+        source = spec.owner(self.model, rate)  # one object per network (per adapter for the U-Net)
+        key = (id(source), dtype)
         if key not in self._owners:
-            owner = merge_adapter(source, adapter) if adapter else source
-            if dtype != torch.float32:
-                owner = copy.deepcopy(owner) if owner is source else owner
-                owner = owner.to(dtype)
+            copied = spec.adapter is not None or dtype != torch.float32  # one plain U-Net per adapter
+            owner = spec.standalone(self.model, rate).to(dtype) if copied else source
             self._owners[key] = owner.to(self.device).eval()
         return self._owners[key]
 

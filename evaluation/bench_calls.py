@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from clients.call import CallPeer, FramesTrack
-from s2vc.call_protocol import restrict_host_addresses
+from s2vc.transport.ice import restrict_host_addresses
 from s2vc.video_io import VideoReader
 from server.launcher import LocalServer
 

@@ -58,7 +58,7 @@ def network_latency(engine, device: str, height: int, width: int, repeat: int = 
     import numpy as np
     import torch
 
-    from export.specs import SPECS
+    from s2vc.graphs import SPECS
 
     out = {}
     with torch.inference_mode():
@@ -81,7 +81,7 @@ def network_gflop(model, height: int, width: int) -> dict[str, float]:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from export.specs import SPECS
+    from s2vc.graphs import SPECS
 
     out = {}
     with torch.inference_mode():

@@ -36,6 +36,19 @@ def _raw_frame_bytes(w: int, h: int, fmt: str) -> int:
     return w * h * 3 if fmt == "rgb24" else w * h * 3 // 2
 
 
+def i420_to_rgb(data: bytes | memoryview, width: int, height: int) -> np.ndarray:
+    """One planar I420 frame (Y, then U and V at 4:2:0; even sizes) → uint8 RGB (height, width, 3), by FFmpeg's
+    conversion. The one I420 → RGB path: raw ``.yuv`` files and stream frames alike."""
+    buf = np.frombuffer(data, np.uint8).reshape(height * 3 // 2, width)
+    return av.VideoFrame.from_ndarray(buf, format="yuv420p").to_ndarray(format="rgb24")
+
+
+def rgb_to_i420(frame: np.ndarray) -> bytes:
+    """uint8 RGB (height, width, 3), even sizes → one planar I420 frame, by FFmpeg's conversion (the inverse path
+    of :func:`i420_to_rgb`)."""
+    return av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24").reformat(format="yuv420p").to_ndarray().tobytes()
+
+
 @dataclass(frozen=True)
 class VideoInfo:
     width: int
@@ -144,11 +157,10 @@ class VideoReader:
             w, h = self.info.width, self.info.height
             with open(self.path, "rb") as f:
                 while len(data := f.read(self._frame_bytes)) == self._frame_bytes:
-                    buf = np.frombuffer(data, np.uint8)
                     if self._raw_fmt == "rgb24":
-                        yield buf.reshape(h, w, 3).copy()
+                        yield np.frombuffer(data, np.uint8).reshape(h, w, 3).copy()
                     else:
-                        yield av.VideoFrame.from_ndarray(buf.reshape(h * 3 // 2, w), format="yuv420p").to_ndarray(format="rgb24")
+                        yield i420_to_rgb(data, w, h)
         else:
             try:
                 with av.open(str(self.path)) as container:
@@ -206,7 +218,7 @@ class VideoWriter:
             if self.kind == "rgb":
                 self._raw.write(np.ascontiguousarray(frame).tobytes())
             else:
-                self._raw.write(av.VideoFrame.from_ndarray(_even(frame), format="rgb24").reformat(format="yuv420p").to_ndarray().tobytes())
+                self._raw.write(rgb_to_i420(_even(frame)))
         else:
             vf = av.VideoFrame.from_ndarray(_even(frame), format="rgb24").reformat(format="yuv420p")
             for packet in self._stream.encode(vf):

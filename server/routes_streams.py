@@ -12,7 +12,7 @@ from .auth import require_key
 from .limits import ERROR_RESPONSES, check_fps, check_frame_size
 from .sessions import StreamSession, StreamSpec
 from .stream_io import FramesPump, FramesResponse, check_params_fit
-from s2vc.wire import MEDIA_TYPE, WireError, frame_bytes
+from s2vc.transport.streams import MEDIA_TYPE, WireError, frame_bytes
 
 router = APIRouter(prefix="/v1/streams", tags=["streams"], dependencies=[Depends(require_key)], responses=ERROR_RESPONSES)
 StreamId = Path(pattern=r"^[0-9a-f]{32}$", description="The id returned by POST /v1/streams")
@@ -35,7 +35,7 @@ FRAMES_BODY = {
                        "64-byte .s2vc file header. Send it chunked to stream.",
         "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
     },
-    "responses": {"200": {"description": "Messages (kind u8, length u32, body) as each frame is coded; see s2vc/wire.py",
+    "responses": {"200": {"description": "Messages (kind u8, length u32, body) as each frame is coded; see s2vc/transport/streams.py",
                           "content": {MEDIA_TYPE: {}}}},
 }
 

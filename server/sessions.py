@@ -23,7 +23,7 @@ from .metrics import Metrics
 from .runtime import ServedModel
 from .scheduler import LIVE, Lane, Outcome, Scheduler
 from .settings import DEFAULT_MODEL_NAME, Settings
-from s2vc.wire import PIXEL_FORMATS, frame_bytes
+from s2vc.transport.streams import PIXEL_FORMATS, frame_bytes
 
 log = logging.getLogger("s2vc.server")
 

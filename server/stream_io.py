@@ -1,5 +1,5 @@
 """One frames request of a stream, full duplex: the body is read and fed to the scheduler while coded units
-(or decoded frames) go back as they are ready, framed as messages (:mod:`server.wire`).
+(or decoded frames) go back as they are ready, framed as messages (:mod:`s2vc.transport.streams`).
 
 Reading and writing run concurrently on the event loop; the coding runs on the scheduler thread, whose outcomes
 come back through ``loop.call_soon_threadsafe``. A reliable stream holds at most ``inbox_frames`` items in
@@ -22,7 +22,7 @@ from s2vc.errors import CorruptStreamError, InputError, S2VCError, StateMismatch
 from .metrics import Metrics
 from .scheduler import Outcome, Scheduler, Work
 from .sessions import SessionManager, StreamSession
-from s2vc.wire import MEDIA_TYPE, Kind, frame_from_bytes, frame_to_bytes, pack_json, pack_message
+from s2vc.transport.streams import MEDIA_TYPE, Kind, frame_from_bytes, frame_to_bytes, pack_json, pack_message
 
 log = logging.getLogger("s2vc.server")
 _INPUT_DONE = object()

@@ -11,7 +11,7 @@ import torch
 
 from engines import EngineUnavailableError, engine_names, load_engine
 from engines.base import Engine
-from export.specs import SPECS
+from s2vc.graphs import SPECS
 from s2vc.codec import Codec
 from s2vc.errors import StateMismatchError
 from s2vc.protocol import InterNetwork, IntraNetwork, ModelNetworks, VAENetwork

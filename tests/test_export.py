@@ -1,4 +1,4 @@
-"""export/: specs, ONNX graphs against torch in onnxruntime (CPU), profiles, TensorRT cache keys, the CLI."""
+"""s2vc.graphs, engines/ (ONNX export, store, profiles, TensorRT build) and export/: specs, ONNX graphs against torch in onnxruntime (CPU), profiles, TensorRT cache keys, the CLI."""
 
 from __future__ import annotations
 
@@ -11,12 +11,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from export.lora import merge_adapter
-from export.onnx_export import export_onnx
-from export.profiles import BUCKETS, bucket_for, parse_buckets, profile_for
-from export.specs import SPECS
-from export.store import ExportStore
-from export.tensorrt_build import EngineCache, EngineKey, TensorRTMissingError, build_or_load, import_tensorrt
+from engines.onnx_export import export_onnx
+from engines.onnx_store import ExportStore
+from engines.profiles import BUCKETS, bucket_for, parse_buckets, profile_for
+from engines.tensorrt_build import EngineCache, EngineKey, TensorRTMissingError, build_or_load, import_tensorrt
+from s2vc.graphs import SPECS
 from s2vc.cli import app
 from s2vc.errors import ModelMismatchError
 from s2vc.model import build_model
@@ -86,14 +85,14 @@ def test_merged_adapters_match_peft_and_differ(lora_model):
     unet = lora_model.rate(0).unet
     spec = SPECS["unet_iframe"]
     f_pix, tokens = spec.sample_inputs(TINY, 1, 128, 128)
-    merged = {a: merge_adapter(unet, a) for a in ("iframe", "pframe")}
+    merged = {a: unet.with_adapter(a).merged() for a in ("iframe", "pframe")}
     with torch.no_grad():
         unet.merged_inference = False  # the PEFT path (base + B·A), not the model's own merged fast path
         try:
             peft = {a: unet.forward_eps(f_pix, tokens, None, a)[0] for a in merged}
         finally:
             unet.merged_inference = True
-        plain = {a: m.forward_eps(f_pix, tokens, None, a)[0] for a, m in merged.items()}
+        plain = {a: m.forward_eps(f_pix, tokens)[0] for a, m in merged.items()}
     for a in merged:
         torch.testing.assert_close(plain[a], peft[a], rtol=1e-5, atol=1e-5)
     assert (plain["iframe"] - plain["pframe"]).abs().max() > 1e-3
@@ -223,7 +222,7 @@ def test_stale_engine_is_rebuilt_not_loaded_and_the_guard_says_what_to_install(t
 
 @pytest.mark.skipif(not (HAS_TENSORRT and torch.cuda.is_available()), reason="needs tensorrt (pip install 's2vc[gpu]') and a CUDA GPU")
 def test_tensorrt_build_and_cache(lora_model, tmp_path):
-    from export.tensorrt_build import EngineBuilder
+    from engines.tensorrt_build import EngineBuilder
 
     store = ExportStore(tmp_path / "onnx", lora_model)
     builder = EngineBuilder(store, tmp_path / "trt")

@@ -118,7 +118,7 @@ def _hidden(name, path=None, target=None):  # not found at all, so availability 
     return None if name.split(".")[0] in BLOCKED else _find_spec(name, path, target)
 importlib.machinery.PathFinder.find_spec = staticmethod(_hidden)
 import numpy as np
-import evaluation.gpu_check, s2vc.checkpoint, export.lora
+import evaluation.gpu_check, s2vc.checkpoint, s2vc.graphs
 from engines import load_engine
 from s2vc.codec import Codec
 from s2vc.model import build_model

@@ -10,7 +10,7 @@ import pytest
 from clients import StreamReply
 from clients.duplex import post_frames
 from s2vc.bitstream import UnitType, read_stream
-from s2vc.wire import frame_to_bytes
+from s2vc.transport.streams import frame_to_bytes
 
 from .test_server_common import KEY, client_fixture, frames, local_decode, metric_samples, metric_value, server_fixture
 

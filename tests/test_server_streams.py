@@ -9,7 +9,7 @@ import pytest
 
 from clients import ServerError
 from s2vc.bitstream import UnitType, read_stream
-from s2vc.wire import frame_bytes, frame_to_bytes
+from s2vc.transport.streams import frame_bytes, frame_to_bytes
 
 from .test_server_common import HEIGHT, KEY, WIDTH, cli, client_fixture, frames, local_decode, server_fixture, write_video
 

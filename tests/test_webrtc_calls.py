@@ -16,9 +16,10 @@ import pytest
 from clients.call import CallPeer, FramesTrack
 from clients.errors import ServerError
 from s2vc.bitstream import UnitType
-from s2vc.call_protocol import Control
+from s2vc.transport.calls import Control
 from s2vc.checkpoint import load_model
 from s2vc.codec import Codec
+from s2vc.transport.ice import restrict_host_addresses
 from server.webrtc import network
 
 from .test_server_common import KEY, _foreman, metric_value, server_fixture, torch_threads
@@ -32,7 +33,7 @@ def loopback_only():
     import aioice.ice
 
     before = aioice.ice.get_host_addresses
-    network.restrict_host_addresses(["127.0.0.1"])
+    restrict_host_addresses(["127.0.0.1"])
     yield
     aioice.ice.get_host_addresses = before
 

@@ -1,4 +1,4 @@
-"""ICE restrictions (server/webrtc/network.py, s2vc/call_protocol.py): offered candidates, incoming checks,
+"""ICE restrictions (server/webrtc/network.py, s2vc/transport/ice.py): offered candidates, incoming checks,
 host addresses, STUN/TURN configuration."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import aioice.ice
 import pytest
 
-from s2vc.call_protocol import restrict_host_addresses
-from server.webrtc.network import filter_candidates, refuse_checks_from_elsewhere, rtc_configuration
+from s2vc.transport.ice import refuse_checks_from_elsewhere, restrict_host_addresses
+from server.webrtc.network import filter_candidates, rtc_configuration
 
 OFFER = "\r\n".join([
     "v=0",

@@ -12,6 +12,11 @@ shapes and dtypes of the release's ``P_ckpts/*/model.safetensors`` (manifest ``P
 
 ``forward(f_pix, tokens, prev_feats, adapter) -> (x0, feats)`` runs one single-step (t = 999) evaluation.
 
+``with_adapter(name)`` is the one public way to get "the U-Net with adapter X" (:class:`AdaptedUNet`): at run time a
+view that shares every tensor (the 8 official rate points share one frozen base), and, through
+:meth:`AdaptedUNet.merged`, the standalone network with the adapter folded into plain layers that exported graphs
+and compiled engines use.
+
 Inference fast path: in eval mode with autograd off (``torch.no_grad()`` / ``torch.inference_mode()``) every
 LoRA-wrapped layer runs as one plain conv/linear with the adapter merged into a cached copy of its weight
 (W + B·A·α/r), instead of PEFT's base + A + B wrapper. The copies are kept per adapter and rebuilt when any
@@ -21,6 +26,7 @@ state dict is untouched. Results equal the PEFT path up to float rounding (the t
 
 from __future__ import annotations
 
+import copy
 import threading
 import warnings
 from typing import Any, Callable, Sequence
@@ -39,6 +45,7 @@ from s2vc.presets import UNetWidths
 
 __all__ = [
     "ADAPTERS",
+    "AdaptedUNet",
     "LORA_TARGETS",
     "TIMESTEP",
     "CodecUNet",
@@ -223,6 +230,7 @@ class CodecUNet(nn.Module):
         self._merge_lock = threading.RLock()
         self._merged: dict[str, list[Callable[..., torch.Tensor]]] = {}
         self._merged_key: tuple | None = None
+        self._views: dict[str, AdaptedUNet] = {}  # a plain dict: the views are not submodules
 
     # ------------------------------------------------------------------ pickling / copying
     def __getstate__(self) -> dict[str, Any]:
@@ -230,6 +238,7 @@ class CodecUNet(nn.Module):
         state["_merge_lock"] = None
         state["_merged"] = {}
         state["_merged_key"] = None
+        state["_views"] = {}
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -240,6 +249,30 @@ class CodecUNet(nn.Module):
     @property
     def active_adapter(self) -> str | None:
         return self._active_adapter
+
+    def with_adapter(self, adapter: str) -> "AdaptedUNet":
+        """This U-Net with ``adapter`` (``iframe`` or ``pframe``): a view sharing every tensor (one per adapter)."""
+        view = self._views.get(adapter)
+        if view is None:
+            view = self._views[adapter] = AdaptedUNet(self, adapter)
+        return view
+
+    def _merged_copy(self, adapter: str) -> "CodecUNet":
+        """A copy (eval mode) with ``adapter`` merged into every LoRA-wrapped layer and the wrappers removed."""
+        merged = copy.deepcopy(self).eval()
+        with torch.no_grad():
+            for name, layer in list(merged.named_modules()):
+                if not isinstance(layer, BaseTunerLayer):
+                    continue
+                base = layer.base_layer
+                base.weight.add_(layer.get_delta_weight(adapter).to(base.weight.dtype))
+                parent_name, _, child = name.rpartition(".")
+                setattr(merged.get_submodule(parent_name) if parent_name else merged, child, base)
+        # No LoRA layers are left: adapter switches and the merged-weight fast path have nothing to do.
+        merged._lora_layers, merged._lora_leaves = [], []
+        merged.merged_inference = False
+        merged.clear_merged_cache()
+        return merged
 
     def _set_adapter(self, adapter: str) -> None:
         if adapter not in ADAPTERS:
@@ -423,3 +456,36 @@ class CodecUNet(nn.Module):
         """
         out, x_t, feats = self.forward_eps(f_pix, tokens, prev_feats, adapter)
         return output_to_x0(self.widths, x_t, out), feats
+
+
+class AdaptedUNet(nn.Module):
+    """The codec U-Net with one LoRA adapter (:meth:`CodecUNet.with_adapter`).
+
+    A view: its one submodule is the :class:`CodecUNet` itself, so nothing is copied (the official rate points share
+    one frozen base), and a call runs that U-Net with this adapter (the merged-weight fast path or PEFT's wrappers).
+    :meth:`merged` makes the standalone network that exports and compiled engines use.
+    """
+
+    def __init__(self, unet: CodecUNet, adapter: str):
+        if adapter not in ADAPTERS:
+            raise ValueError(f"unknown adapter {adapter!r}; expected one of {ADAPTERS}")
+        super().__init__()
+        self.unet = unet
+        self.adapter = adapter
+
+    def forward_eps(
+        self, f_pix: torch.Tensor, tokens: torch.Tensor, prev_feats: Sequence[torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """(ε, x_t, feats): :meth:`CodecUNet.forward_eps` with this adapter."""
+        return self.unet.forward_eps(f_pix, tokens, prev_feats, self.adapter)
+
+    def forward(
+        self, f_pix: torch.Tensor, tokens: torch.Tensor, prev_feats: Sequence[torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(x0, feats): :meth:`CodecUNet.forward` with this adapter."""
+        return self.unet(f_pix, tokens, prev_feats, self.adapter)
+
+    def merged(self) -> "AdaptedUNet":
+        """A standalone copy (eval mode) whose LoRA-wrapped layers are plain layers with weights ``W + B·A·α/r`` of this
+        adapter, no PEFT wrappers: an exported graph holds just these. The source is not changed."""
+        return AdaptedUNet(self.unet._merged_copy(self.adapter), self.adapter)

@@ -23,7 +23,7 @@ from aiortc.mediastreams import MediaStreamError
 from pydantic import BaseModel, ConfigDict, Field
 
 from s2vc.bitstream import SequenceParams, Unit, UnitType, pack_unit, seq_unit, unpack_unit
-from s2vc.call_protocol import STATS_CHANNEL, UNITS_CHANNEL, Control, ControlError, frame_checksum, message, parse_control
+from s2vc.transport.calls import STATS_CHANNEL, UNITS_CHANNEL, Control, ControlError, frame_checksum, message, parse_control
 from s2vc.errors import S2VCError
 from s2vc.rate_control import RateController
 

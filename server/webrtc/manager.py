@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from fastapi import HTTPException
 
+from s2vc.transport.ice import refuse_checks_from_elsewhere, restrict_host_addresses
+
 from ..ids import Tombstones, new_id
 from ..metrics import Metrics
 from ..limits import check_fps
@@ -20,7 +22,7 @@ from ..scheduler import Scheduler
 from ..settings import Settings
 from .calls import Call, OfferSpec
 from .media import PictureTrack
-from .network import filter_candidates, refuse_checks_from_elsewhere, restrict_host_addresses, rtc_configuration
+from .network import filter_candidates, rtc_configuration
 from .rooms import Room
 
 log = logging.getLogger("s2vc.server")

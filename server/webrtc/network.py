@@ -2,53 +2,23 @@
 
 aioice gathers host candidates on every interface except loopback. ``S2VC_WEBRTC_HOSTS`` replaces that list
 (loopback included when named) for every peer connection of the process
-(:func:`s2vc.call_protocol.restrict_host_addresses`, which native peers use too); :func:`filter_candidates` drops
-the remote candidates outside it from an offer and :func:`refuse_checks_from_elsewhere` ignores checks that come
-from elsewhere, so the server never sends a connectivity check to an address outside it.
+(:func:`s2vc.transport.ice.restrict_host_addresses`, which native peers use too); :func:`filter_candidates` drops
+the remote candidates outside it from an offer and :func:`s2vc.transport.ice.refuse_checks_from_elsewhere`
+ignores checks that come from elsewhere, so the server never sends a connectivity check to an address outside it.
 """
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import logging
 from collections.abc import Sequence
 from typing import Any
 
-import aioice.ice
 from aiortc import RTCConfiguration, RTCIceServer
 
-from s2vc.call_protocol import restrict_host_addresses
-
-__all__ = ["filter_candidates", "refuse_checks_from_elsewhere", "restrict_host_addresses", "rtc_configuration"]
+__all__ = ["filter_candidates", "rtc_configuration"]
 
 log = logging.getLogger("s2vc.server")
-
-
-def refuse_checks_from_elsewhere(hosts: Sequence[str]) -> None:
-    """Make aioice ignore connectivity checks whose source is not in ``hosts`` (process-wide; empty = no change).
-
-    Filtering the offer is not enough: a peer may send checks from an address it never announced, which ICE
-    would learn as a peer-reflexive candidate and answer to."""
-    if not hosts:
-        return
-    allowed = {ipaddress.ip_address(h) for h in hosts}
-    original = aioice.ice.Connection.request_received
-    if getattr(original, "s2vc_restricted", False):
-        original = original.__wrapped__  # type: ignore[attr-defined]
-
-    @functools.wraps(original)
-    def request_received(self, message, addr, protocol, *args, **kwargs):  # type: ignore[no-untyped-def]
-        try:
-            source = ipaddress.ip_address(addr[0].split("%")[0])
-        except ValueError:
-            return None
-        if source not in allowed:
-            return None
-        return original(self, message, addr, protocol, *args, **kwargs)
-
-    request_received.s2vc_restricted = True  # type: ignore[attr-defined]
-    aioice.ice.Connection.request_received = request_received  # type: ignore[method-assign]
 
 
 def filter_candidates(sdp: str, hosts: Sequence[str]) -> str:

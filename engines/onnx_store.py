@@ -1,7 +1,7 @@
 """A folder of ONNX graphs exported from one model in one precision; a missing graph is exported on first use.
 
 Layout: ``manifest.json`` (model id, weight hash, preset, precision, opset) and one ``<graph>.onnx`` per graph
-(``<network>[.rN][.WxH].onnx``, see :meth:`export.specs.NetworkSpec.graph_name`), plus ``<graph>.onnx.data``
+(``<network>[.rN][.WxH].onnx``, see :meth:`s2vc.graphs.NetworkSpec.graph_name`), plus ``<graph>.onnx.data``
 for graphs with external weights. A folder made for other weights or another precision is refused, never used.
 The default location is ``$S2VC_CACHE_DIR`` (else ``~/.cache/s2vc``) ``/onnx/<weight hash>/<precision>``.
 """
@@ -19,7 +19,7 @@ from typing import Callable, Iterable
 from s2vc.errors import ModelMismatchError
 
 from .onnx_export import EXTERNAL_DATA_THRESHOLD, OPSET, check_onnx_precision, export_onnx
-from .specs import SPECS, NetworkSpec
+from s2vc.graphs import SPECS, NetworkSpec
 
 MANIFEST = "manifest.json"
 FORMAT = 1

@@ -1,4 +1,4 @@
-"""One export spec per network: what each exported graph takes and returns.
+"""What each network's graph is: one spec per network, read by the engines that run graphs and by the exporter.
 
 Every network of :mod:`s2vc.protocol` is a pure function ``(inputs, state tensors) -> (outputs, new state
 tensors)``; a spec names its inputs and outputs, gives their layouts (from which the dynamic axes, sample inputs
@@ -17,12 +17,13 @@ are exported and run in fp32 whatever the precision, because their outputs choos
 
 from __future__ import annotations
 
+import copy
 from typing import Sequence
 
 import torch
 from torch import Tensor, nn
 
-from s2vc.presets import Preset
+from .presets import Preset
 
 Layout = tuple[int | str, ...]
 
@@ -67,14 +68,21 @@ class NetworkSpec:
     per_rate = True  # one graph per rate point (the VAE is shared by all rate points)
     dynamic_hw = True  # False: one graph per padded frame size (the VAE's windowed attention tiles by size)
     entropy_params = False  # the entropy-parameter path: fp32 in every precision
+    adapter: str | None = None  # the U-Net's LoRA adapter, merged into a standalone network
 
     def layouts(self, preset: Preset) -> dict[str, Layout]:
         """Layout of every input and output, by name."""
         raise NotImplementedError
 
     def owner(self, model, rate: int | None) -> nn.Module:
-        """The torch network this graph is cut from (``model`` is an :class:`~s2vc.model.S2VCModel`)."""
+        """The torch network this graph is cut from (``model`` is an :class:`~s2vc.model.S2VCModel`), as the model
+        holds it: the same object on every call, sharing the model's tensors."""
         raise NotImplementedError
+
+    def standalone(self, model, rate: int | None) -> nn.Module:
+        """A copy of :meth:`owner` that shares nothing with ``model`` (to cast, compile or export), the U-Net's
+        adapter merged."""
+        return copy.deepcopy(self.owner(model, rate))
 
     def call(self, owner: nn.Module, *inputs: Tensor) -> tuple[Tensor, ...]:
         """The network function: inputs in :attr:`inputs` order → outputs in :attr:`outputs` order."""
@@ -300,7 +308,8 @@ FEATURE_SCALES = ("16", "32", "64")  # down blocks 0..2 of the U-Net run at /16,
 
 
 class UNetSpec(NetworkSpec):
-    """The codec U-Net with one LoRA adapter merged (see :mod:`export.lora`), ε-prediction at t = 999.
+    """The codec U-Net with one LoRA adapter (:meth:`~s2vc.networks.unet.CodecUNet.with_adapter`), ε-prediction at
+    t = 999; its standalone network, which graphs are exported from, has the adapter merged.
 
     ``iframe`` has no temporal fusion; ``pframe`` takes the previous frame's down-block features (the TCG
     diffusion buffer). Outputs ε and x_t, not x0: x0 = (x_t − √(1−ᾱ)·ε)/√ᾱ is computed in float64 by the runtime
@@ -323,10 +332,13 @@ class UNetSpec(NetworkSpec):
         return out
 
     def owner(self, model, rate):
-        return model.rate(rate).unet
+        return model.rate(rate).unet.with_adapter(self.adapter)
 
-    def call(self, unet, f_pix, tokens, *prev):
-        eps, x_t, feats = unet.forward_eps(f_pix, tokens, list(prev) if prev else None, self.adapter)
+    def standalone(self, model, rate):
+        return self.owner(model, rate).merged()
+
+    def call(self, adapted, f_pix, tokens, *prev):
+        eps, x_t, feats = adapted.forward_eps(f_pix, tokens, list(prev) if prev else None)
         return (eps, x_t, *feats)
 
 
@@ -344,9 +356,3 @@ SPECS: dict[str, NetworkSpec] = {
 #: The networks a decoder runs (an encoder runs all of them).
 DECODER_SPECS = tuple(n for n in SPECS if n not in ("vae_encoder", "intra_encoder", "inter_encoder"))
 
-
-def get_spec(name: str) -> NetworkSpec:
-    try:
-        return SPECS[name]
-    except KeyError:
-        raise ValueError(f"unknown network {name!r}; networks: {', '.join(SPECS)}") from None

@@ -2,16 +2,14 @@
 
 Binary messages (channel ``s2vc`` only) are packed S²VC units, one per message. Text messages are JSON objects
 with a ``type``: control from a peer (``keyframe``, ``target``, ``rate``, ``bye``), and ``stats``/``error`` from
-the server. Pure Python + numpy; aioice is imported only by :func:`restrict_host_addresses`.
+the server. Pure Python + numpy (the ICE settings are in :mod:`s2vc.transport.ice`).
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import math
 import zlib
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,23 +75,6 @@ def parse_control(text: str) -> Control:
 def frame_checksum(frame: np.ndarray) -> int:
     """CRC-32 of a picture's RGB bytes: the encoder's reconstruction and a decoder's output match iff equal."""
     return zlib.crc32(np.ascontiguousarray(frame, dtype=np.uint8).tobytes())
-
-
-def restrict_host_addresses(hosts: Sequence[str]) -> None:
-    """Make aioice (aiortc's ICE) gather host candidates on ``hosts`` only, loopback included when named, for every
-    peer connection of this process; empty = aioice's own choice (every interface but loopback)."""
-    if not hosts:
-        return
-    import aioice.ice  # only callers that run WebRTC need it
-
-    addresses = [ipaddress.ip_address(h) for h in hosts]  # raises ValueError for a name
-    v4 = [str(a) for a in addresses if a.version == 4]
-    v6 = [str(a) for a in addresses if a.version == 6]
-
-    def host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
-        return (v4 if use_ipv4 else []) + (v6 if use_ipv6 else [])
-
-    aioice.ice.get_host_addresses = host_addresses
 
 
 def message(kind: str, **fields: Any) -> str:

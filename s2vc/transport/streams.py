@@ -1,6 +1,7 @@
 """What travels over a stream connection: raw frame layouts and the message framing of a stream response.
 
-Pure (numpy + PyAV, no torch, no web framework), so the client SDK in ``clients/`` reads and writes the same bytes.
+Pure (numpy, and PyAV through :mod:`s2vc.video_io`; no torch, no web framework), so the client SDK in ``clients/``
+reads and writes the same bytes.
 
 Raw frames (request body of an encode stream, response of a decode stream) are back to back, no header:
 ``i420`` = planar Y, U, V at 4:2:0 (width × height × 3/2 bytes; even sizes only), ``rgb24`` = packed RGB
@@ -25,8 +26,9 @@ import json
 import struct
 from typing import Any
 
-import av
 import numpy as np
+
+from ..video_io import i420_to_rgb, rgb_to_i420
 
 MEDIA_TYPE = "application/x-s2vc-messages"
 PIXEL_FORMATS = ("i420", "rgb24")
@@ -61,10 +63,9 @@ def frame_from_bytes(pixel_format: str, width: int, height: int, data: bytes | m
     expected = frame_bytes(pixel_format, width, height)
     if len(data) != expected:
         raise WireError(f"a {width}x{height} {pixel_format} frame is {expected} bytes, got {len(data)}")
-    buf = np.frombuffer(data, np.uint8)
     if pixel_format == "rgb24":
-        return buf.reshape(height, width, 3).copy()
-    return av.VideoFrame.from_ndarray(buf.reshape(height * 3 // 2, width), format="yuv420p").to_ndarray(format="rgb24")
+        return np.frombuffer(data, np.uint8).reshape(height, width, 3).copy()
+    return i420_to_rgb(data, width, height)
 
 
 def frame_to_bytes(pixel_format: str, frame: np.ndarray) -> bytes:
@@ -73,7 +74,7 @@ def frame_to_bytes(pixel_format: str, frame: np.ndarray) -> bytes:
     frame_bytes(pixel_format, width, height)  # validates the format and the size
     if pixel_format == "rgb24":
         return np.ascontiguousarray(frame).tobytes()
-    return av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24").reformat(format="yuv420p").to_ndarray().tobytes()
+    return rgb_to_i420(frame)
 
 
 # ---------------------------------------------------------------------------------------------- messages

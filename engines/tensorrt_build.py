@@ -172,7 +172,7 @@ def build_or_load(cache: EngineCache, key: EngineKey, onnx_path: str | Path, pro
 
 
 class EngineBuilder:
-    """Engines for the graphs of one :class:`~export.store.ExportStore` on this GPU: cached under ``engine_dir``
+    """Engines for the graphs of one :class:`~engines.onnx_store.ExportStore` on this GPU: cached under ``engine_dir``
     by their full key, built when missing, stale or foreign. Shared by ``s2vc export trt`` and the tensorrt engine.
     """
 

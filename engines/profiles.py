@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from s2vc.graphs import NetworkSpec
 from s2vc.presets import Preset
-
-from .specs import NetworkSpec
 
 #: The default buckets as (width, height): 320×256, 640×384, 1280×768 (720p), 1920×1088 (1080p).
 BUCKETS: tuple[tuple[int, int], ...] = ((320, 256), (640, 384), (1280, 768), (1920, 1088))

@@ -12,7 +12,6 @@ entropy-parameter specs, which stay fp32; graph I/O is float32 in every case (ca
 
 from __future__ import annotations
 
-import copy
 import tempfile
 import warnings
 from pathlib import Path
@@ -20,8 +19,7 @@ from pathlib import Path
 import onnx
 import torch
 
-from .lora import merge_adapter
-from .specs import NetworkSpec, UNetSpec, precision_dtype
+from s2vc.graphs import NetworkSpec, precision_dtype
 
 OPSET = 17
 #: Precisions an ONNX graph can be exported in. bf16 is not one: ONNX's Conv accepts bfloat16 only from opset 22,
@@ -36,9 +34,7 @@ def export_module(spec: NetworkSpec, model, rate: int | None, precision: str = "
     ``precision`` (fp32 for the entropy-parameter specs), float32 I/O, eval mode, on the CPU."""
     check_onnx_precision(precision)
     dtype = torch.float32 if spec.entropy_params else precision_dtype(precision)
-    owner = spec.owner(model, rate)
-    # a copy: the caller's model keeps its device, dtype and mode
-    owner = merge_adapter(owner, spec.adapter) if isinstance(spec, UNetSpec) else copy.deepcopy(owner)
+    owner = spec.standalone(model, rate)  # a copy: the caller's model keeps its device, dtype and mode
     return spec.module(owner.to(device="cpu", dtype=dtype), dtype).eval()
 
 
