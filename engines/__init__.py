@@ -8,8 +8,7 @@ runtime and a third party can add one.
     engine = load_engine("onnxruntime", model, device="cpu")
     codec = Codec(engine)
 
-Every engine is an :class:`~engines.base.Engine`: the protocol plus ``name``, ``device``, ``info()`` and
-``warmup(width, height)``. Built in: ``torch`` (:mod:`engines.torch_engine`), ``onnxruntime``
+Every engine is an :class:`~engines.base.Engine`: the protocol plus ``name``, ``device`` and ``info()``. Built in: ``torch`` (:mod:`engines.torch_engine`), ``onnxruntime``
 (:mod:`engines.onnxruntime_engine`), ``tensorrt`` (:mod:`engines.tensorrt_engine`).
 """
 

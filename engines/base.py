@@ -2,8 +2,9 @@
 
 An engine satisfies :class:`s2vc.protocol.ModelNetworks` (``vae``, ``preset``, ``model_id``, ``weight_hash``,
 ``num_rates``, ``rate(i)``, ``z_pmf``), so ``Codec(engine)`` runs on it, and adds what a server needs: a
-``name``, the ``device`` it runs on, :meth:`Engine.info` (exported as a Prometheus info metric) and
-:meth:`Engine.warmup` (so the first real frame does not pay for exports, builds or compilation).
+``name``, the ``device`` it runs on and :meth:`Engine.info` (exported as a Prometheus info metric). A server warms an engine
+up by coding frames through it (``server/runtime.py``), so the first real frame does not pay for exports, builds or
+compilation.
 
 The identity (model id, weight hash, preset), the factorised z prior tables (float64, part of the entropy
 path) and the parameter-free FSQ of the intra codec always come from the torch model the engine was made from.
@@ -69,16 +70,3 @@ class Engine:
             "engine": self.name, "precision": self.precision, "runtime": self.runtime_version(), "device": str(self.device),
             "model": self.model_id, "weights": self.weight_hash.hex(),
         }
-
-    def warmup(self, width: int, height: int, rates: tuple[int, ...] = (0,)) -> None:
-        """Code an I-frame, a reset P-frame and a P-frame (and decode them) at ``width``×``height`` for each rate
-        point in ``rates``, so that every network has been exported, built or compiled for that frame size."""
-        from s2vc.codec import Codec
-
-        codec = Codec(self, self.device)
-        frame = np.full((height, width, 3), 128, dtype=np.uint8)
-        for rate in rates:
-            enc, dec = codec.new_state(width, height, rate), codec.new_state(width, height, rate)
-            for _ in range(3):
-                unit, enc, _ = codec.encode_frame(enc, frame, reconstruct=False)
-                _, dec = codec.decode_frame(dec, unit)

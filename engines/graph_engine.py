@@ -17,6 +17,7 @@ from torch import Tensor
 
 from s2vc.graphs import SPECS, NetworkSpec
 from s2vc.networks.unet import output_to_x0
+from s2vc.protocol import Context, Denoised, GaussianParams, InterPrior, InterSynthesis, IntraHyper, Latents, Synthesis
 
 from .base import Engine
 
@@ -92,7 +93,7 @@ class _Intra:
         return self._engine.run(name, self._rate, *inputs)
 
     def encode(self, x, latent):
-        return self._run("intra_encoder", x, latent)
+        return Latents(*self._run("intra_encoder", x, latent))
 
     def quantize_z(self, z):
         return self._fsq.quantize_z(z)
@@ -101,15 +102,15 @@ class _Intra:
         return self._fsq.dequantize_z(index)
 
     def hyper_decode(self, z_hat):
-        return self._run("intra_hyper_decoder", z_hat)
+        return IntraHyper(*self._run("intra_hyper_decoder", z_hat))
 
     def spatial_prior(self, k, y_hat_sum, reduced):
         if k not in (1, 2, 3):
             raise ValueError(f"spatial prior pass must be 1, 2 or 3, got {k}")
-        return self._run(f"intra_spatial_prior_{k}", y_hat_sum, reduced)
+        return GaussianParams(*self._run(f"intra_spatial_prior_{k}", y_hat_sum, reduced))
 
     def decode(self, y_hat, z_semantic):
-        return self._run("intra_decoder", y_hat, z_semantic)
+        return Synthesis(*self._run("intra_decoder", y_hat, z_semantic))
 
 
 class _Inter:
@@ -123,22 +124,22 @@ class _Inter:
         if reset:
             if ref_frame is None:
                 raise ValueError("a reset context needs ref_frame (the previous x0 latent)")
-            return self._run("inter_context_reset", ref_frame)
+            return Context(*self._run("inter_context_reset", ref_frame))
         if ref_feature is None:
             raise ValueError("a non-reset context needs ref_feature (the previous decoder feature)")
-        return self._run("inter_context", ref_feature)
+        return Context(*self._run("inter_context", ref_feature))
 
     def encode(self, x, ctx):
-        return self._run("inter_encoder", x, ctx)
+        return Latents(*self._run("inter_encoder", x, ctx))
 
     def prior(self, z_hat, ctx_t):
-        return self._run("inter_prior", z_hat, ctx_t)
+        return InterPrior(*self._run("inter_prior", z_hat, ctx_t))
 
     def spatial_prior(self, y_hat_a, params):
-        return self._run("inter_spatial_prior", y_hat_a, params)
+        return GaussianParams(*self._run("inter_spatial_prior", y_hat_a, params))
 
     def decode(self, y_hat, ctx):
-        return self._run("inter_decoder", y_hat, ctx)
+        return InterSynthesis(*self._run("inter_decoder", y_hat, ctx))
 
 
 class _UNet:
@@ -157,7 +158,7 @@ class _UNet:
         else:
             raise ValueError(f"unknown adapter {adapter!r}; expected 'iframe' or 'pframe'")
         eps, x_t, *feats = outputs
-        return output_to_x0(self._engine.preset.unet, x_t, eps), list(feats)
+        return Denoised(output_to_x0(self._engine.preset.unet, x_t, eps), list(feats))
 
 
 class _Rate:

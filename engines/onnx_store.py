@@ -14,12 +14,11 @@ import shutil
 import tempfile
 import threading
 from pathlib import Path
-from typing import Callable, Iterable
 
 from s2vc.errors import ModelMismatchError
+from s2vc.graphs import NetworkSpec
 
 from .onnx_export import EXTERNAL_DATA_THRESHOLD, OPSET, check_onnx_precision, export_onnx
-from s2vc.graphs import SPECS, NetworkSpec
 
 MANIFEST = "manifest.json"
 FORMAT = 1
@@ -95,19 +94,3 @@ class ExportStore:
             if data.is_file():
                 shutil.move(str(data), path.with_name(data.name))
             os.replace(staged, path)
-
-    def export_all(
-        self, rates: Iterable[int], sizes: Iterable[tuple[int, int]], names: Iterable[str] | None = None,
-        progress: Callable[[str], None] | None = None,
-    ) -> list[Path]:
-        """Every graph of ``names`` (default: all networks) for ``rates``; per-size graphs for each of ``sizes``."""
-        rates, sizes = list(rates), list(sizes)
-        paths = []
-        for name in names or SPECS:
-            spec = SPECS[name]
-            for rate in rates if spec.per_rate else [None]:
-                for size in sizes if not spec.dynamic_hw else [None]:
-                    paths.append(self.path(spec, rate, size))
-                    if progress is not None:
-                        progress(paths[-1].name)
-        return paths

@@ -9,7 +9,7 @@ replayed as CUDA graphs.
 * ``fp16``/``bf16``: the networks are cast copies; the entropy-parameter networks stay fp32 (their outputs choose
   the entropy models), as in the exported graphs;
 * ``compile``: every network through ``torch.compile``. The first call at each frame size compiles (seconds to
-  minutes): call ``warmup`` first;
+  minutes): code a frame of each size first (a server warms up at start);
 * ``cuda_graphs`` (CUDA only): ``torch.compile(mode="reduce-overhead")``, which records CUDA graphs per shape and
   replays them; outputs are cloned out of the graph pool because the codec keeps them in the stream state.
 

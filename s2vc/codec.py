@@ -1,7 +1,7 @@
 """The step API: code one frame at a time against a :class:`~s2vc.state.StreamState`.
 
-``Codec.encode_frame(state, frame, rate) -> (unit, state, recon)`` and ``Codec.decode_frame(state, unit) ->
-(frame, state)``. The networks are reached only through :mod:`s2vc.protocol`; entropy coding runs on the CPU
+``Codec.encode_frame(state, frame, rate) -> EncodedFrame(unit, state, recon)`` and ``Codec.decode_frame(state, unit)
+-> DecodedFrame(frame, state)``. The networks are reached only through :mod:`s2vc.protocol`; entropy coding runs on the CPU
 in fp32/float64 (:mod:`s2vc.entropy`); units are framed by :mod:`s2vc.bitstream`.
 
 Frame flow (see ``docs/bitstream.md`` for the payload layout):
@@ -21,7 +21,7 @@ import time
 import zlib
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -74,6 +74,13 @@ def fixed_threads(n: int | None):
 
 def padded_size(height: int, width: int) -> tuple[int, int]:
     return height + (-height) % ALIGN, width + (-width) % ALIGN
+
+
+def batch_key(state: StreamState) -> tuple[int, int]:
+    """The batch key a stream brings: its padded (height, width). Only streams with the same key can share one
+    :meth:`Codec.encode_batch`/:meth:`Codec.decode_batch` stack (a scheduler batches by it); within a call the
+    codec groups their frames further by frame type, reset and rate point."""
+    return padded_size(state.height, state.width)
 
 
 def pad_to_multiple(x: Tensor) -> Tensor:
@@ -221,7 +228,7 @@ class Codec:
     # ----------------------------------------------------------------- encode
     def encode_frame(
         self, state: StreamState, frame: np.ndarray | Tensor, rate: int | None = None, *, force_intra: bool = False, reconstruct: bool = True
-    ) -> tuple[Unit, StreamState, np.ndarray | None]:
+    ) -> EncodedFrame:
         """Code one uint8 RGB frame. Returns the unit, the new state and (if ``reconstruct``) the decoded frame."""
         return _unwrap(self.encode_batch([state], [frame], [rate], force_intra=[force_intra], reconstruct=reconstruct)[0])
 
@@ -235,7 +242,7 @@ class Codec:
         force_intra: Sequence[bool] | None = None,
         reconstruct: bool = True,
         exact: bool = True,
-    ) -> list[EncodeResult | S2VCError]:
+    ) -> list[EncodedFrame | S2VCError]:
         """Code one frame of each of several streams in one call (a server's scheduler tick).
 
         Slot ``i`` holds ``(unit, new_state, recon)`` for stream ``i`` or the :class:`S2VCError` its input raised;
@@ -254,7 +261,7 @@ class Codec:
         force_intra = [False] * n if force_intra is None else list(force_intra)
         if not len(frames) == len(rates) == len(force_intra) == n:
             raise ValueError("encode_batch needs one frame, rate and force_intra per state")
-        results: list[EncodeResult | S2VCError | None] = [None] * n
+        results: list[EncodedFrame | S2VCError | None] = [None] * n
         items: list[_EncodeItem] = []
         for slot, (state, frame, rate, intra) in enumerate(zip(states, frames, rates, force_intra)):
             try:
@@ -276,7 +283,7 @@ class Codec:
         reset = not intra and state.p_index % self.reset_interval == 0
         return _EncodeItem(slot, state, rate, intra, reset, x)
 
-    def _encode_group(self, group: list[_EncodeItem], reconstruct: bool, exact: bool) -> list[EncodeResult]:
+    def _encode_group(self, group: list[_EncodeItem], reconstruct: bool, exact: bool) -> list[EncodedFrame]:
         first, n = group[0], len(group)
         nets = self.model.rate(first.rate)
         x = torch.cat([item.x for item in group])
@@ -329,7 +336,7 @@ class Codec:
             for item, sym, payload in zip(group, symbols, payloads)
         ]
         recons = self._reconstruct(torch.cat(x0_parts), [item.state for item in group], exact) if reconstruct else [None] * n
-        return list(zip(units, new_states, recons))
+        return [EncodedFrame(*result) for result in zip(units, new_states, recons)]
 
     def _intra_synthesis(self, nets, z_hat: Tensor, y: Tensor | None, readers):
         """Decoder side of an I-frame from z_hat: the four y passes, synthesis and U-Net → (passes, x0, feats)."""
@@ -445,24 +452,19 @@ class Codec:
         return [tensor_to_frame(row, s.height, s.width) for row, s in zip(_rows(pictures), states)]
 
     # ----------------------------------------------------------------- decode
-    def decode_frame(self, state: StreamState, unit: Unit) -> tuple[np.ndarray, StreamState]:
+    def decode_frame(self, state: StreamState, unit: Unit) -> DecodedFrame:
         """Decode an I or P unit. Raises the documented errors of ``docs/bitstream.md``; never returns noise."""
         return _unwrap(self.decode_batch([state], [unit])[0])
 
-    def decode_latent(self, state: StreamState, unit: Unit) -> tuple[Tensor, StreamState]:
-        """Everything of :meth:`decode_frame` but the VAE decode: the x0 latent and the new state."""
-        return _unwrap(self.decode_batch([state], [unit], reconstruct=False)[0])
-
     @torch.inference_mode()
     def decode_batch(
-        self, states: Sequence[StreamState], units: Sequence[Unit], *, exact: bool = True, reconstruct: bool = True
-    ) -> list[DecodeResult | S2VCError]:
+        self, states: Sequence[StreamState], units: Sequence[Unit], *, exact: bool = True
+    ) -> list[DecodedFrame | S2VCError]:
         """Decode one unit of each of several streams in one call; slot ``i`` holds ``(frame, new_state)`` or the
-        :class:`S2VCError` that unit raised (see :meth:`encode_batch` for ``exact``). With ``reconstruct=False``
-        a slot holds ``(x0 latent, new_state)`` instead of the frame."""
+        :class:`S2VCError` that unit raised (see :meth:`encode_batch` for ``exact``)."""
         if len(units) != len(states):
             raise ValueError("decode_batch needs one unit per state")
-        results: list[DecodeResult | S2VCError | None] = [None] * len(states)
+        results: list[DecodedFrame | S2VCError | None] = [None] * len(states)
         items: list[_DecodeItem] = []
         for slot, (state, unit) in enumerate(zip(states, units)):
             try:
@@ -478,11 +480,11 @@ class Codec:
                 for item, result in zip(group[part], done):
                     results[item.slot] = result
             decoded = [item.slot for item in group if isinstance(results[item.slot], tuple)]
-            if reconstruct and decoded:  # the output VAE decode of the group, stacked
+            if decoded:  # the output VAE decode of the group, stacked
                 x0 = torch.cat([results[slot][0] for slot in decoded])  # type: ignore[index]
                 frames = self._reconstruct(x0, [results[slot][1] for slot in decoded], exact)  # type: ignore[index]
                 for slot, frame in zip(decoded, frames):
-                    results[slot] = (frame, results[slot][1])  # type: ignore[index]
+                    results[slot] = DecodedFrame(frame, results[slot][1])  # type: ignore[index]
         return results  # type: ignore[return-value]
 
     def _decode_one(self, item: _DecodeItem) -> tuple[Tensor, StreamState] | S2VCError:
@@ -510,8 +512,7 @@ class Codec:
                 raise UnitOrderError(f"P unit for frame {unit.frame_index} without a preceding I unit")
             if unit.frame_index != state.frame_index:
                 raise UnitOrderError(f"P unit for frame {unit.frame_index}, expected frame {state.frame_index}: a unit is missing")
-        hp, wp = padded_size(state.height, state.width)
-        return _DecodeItem(slot, state, unit.rate, intra, bool(unit.flags & FLAG_RESET) and not intra, (hp, wp), unit)
+        return _DecodeItem(slot, state, unit.rate, intra, bool(unit.flags & FLAG_RESET) and not intra, unit)
 
     def _decode_part(self, items: list[_DecodeItem]) -> list[tuple[Tensor, StreamState] | S2VCError]:
         """Decode stacked units of one group (same size, type and rate) → per item (x0, new state) or its error.
@@ -521,7 +522,7 @@ class Codec:
         """
         first, n = items[0], len(items)
         nets = self.model.rate(first.rate)
-        hp, wp = first.size
+        hp, wp = batch_key(first.state)
         h64, w64 = hp // 64, wp // 64
         decoders = [entropy.new_decoder(item.unit.payload[4:]) for item in items]
         readers = [self._reader(dec) for dec in decoders]
@@ -592,38 +593,46 @@ class Codec:
             return fn(*args)
 
 
-EncodeResult = tuple[Unit, StreamState, "np.ndarray | None"]
-DecodeResult = tuple[np.ndarray, StreamState]
+class EncodedFrame(NamedTuple):
+    """One coded frame: the unit, the stream's new state and the decoder's picture (None without ``reconstruct``)."""
+
+    unit: Unit
+    state: StreamState
+    recon: np.ndarray | None
+
+
+class DecodedFrame(NamedTuple):
+    """One decoded unit: the uint8 RGB picture and the stream's new state."""
+
+    frame: np.ndarray
+    state: StreamState
+
 StageCallback = Callable[[str, float, int], None]
 
 
 @dataclass
-class _EncodeItem:
+class _Item:
+    """One stream's frame in a batch call; items with the same :attr:`key` are coded together."""
+
     slot: int
     state: StreamState
     rate: int
     intra: bool
     reset: bool
-    x: Tensor  # padded (1, 3, Hp, Wp)
 
     @property
     def key(self) -> tuple:
-        return (tuple(self.x.shape[-2:]), self.intra, self.reset, self.rate)
+        return (batch_key(self.state), self.intra, self.reset, self.rate)
 
 
 @dataclass
-class _DecodeItem:
-    slot: int
-    state: StreamState
-    rate: int
-    intra: bool
-    reset: bool
-    size: tuple[int, int]  # padded (Hp, Wp)
-    unit: Unit
+class _EncodeItem(_Item):
+    x: Tensor  # padded (1, 3, Hp, Wp)
 
-    @property
-    def key(self) -> tuple:
-        return (self.size, self.intra, self.reset, self.rate)
+
+@dataclass
+class _DecodeItem(_Item):
+    unit: Unit
 
 
 def _groups(items: list) -> list[list]:

@@ -2,16 +2,84 @@
 
 The torch modules in :mod:`s2vc.networks` satisfy it as they are; a runtime (onnxruntime, TensorRT) that wants to
 plug into :class:`s2vc.codec.Codec` provides objects with the same methods. The codec never imports a runtime.
-Every method is a pure function of its tensor arguments.
+Every method is a pure function of its tensor arguments, and the methods with several outputs return them as the
+small named results below (tuples, so they unpack in order too).
 """
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from typing import NamedTuple, Protocol, Sequence
 
 from torch import Tensor
 
 from .presets import Preset
+
+
+class Latents(NamedTuple):
+    """An analysis transform's output: ``y`` (1/16 of the frame) and the hyper latent ``z`` (1/64)."""
+
+    y: Tensor
+    z: Tensor
+
+
+class QuantizedZ(NamedTuple):
+    """FSQ of the intra hyper latent: the dequantised ``z_hat`` and the integer symbol ``index``."""
+
+    z_hat: Tensor
+    index: Tensor
+
+
+class IntraHyper(NamedTuple):
+    """The intra hyper decoder: entropy ``params`` and the ``reduced`` context of y, the semantic ``z_semantic``."""
+
+    params: Tensor
+    reduced: Tensor
+    z_semantic: Tensor
+
+
+class GaussianParams(NamedTuple):
+    """A spatial prior's quantised-Gaussian parameters of the next symbols of y."""
+
+    scales: Tensor
+    means: Tensor
+
+
+class Synthesis(NamedTuple):
+    """The intra decoder: the U-Net input ``f_pix`` (1/8) and the semantic ``tokens`` (CSG)."""
+
+    f_pix: Tensor
+    tokens: Tensor
+
+
+class Context(NamedTuple):
+    """The P-frame context from the buffer: ``ctx`` for the encoder and decoder, ``ctx_t`` for the temporal prior."""
+
+    ctx: Tensor
+    ctx_t: Tensor
+
+
+class InterPrior(NamedTuple):
+    """The inter hyper/temporal prior: quantisation steps, the first pass's Gaussian, and the spatial prior's input."""
+
+    q_dec: Tensor
+    scales: Tensor
+    means: Tensor
+    params: Tensor
+
+
+class InterSynthesis(NamedTuple):
+    """The inter decoder: the ``feature`` for the buffer, the U-Net input ``f_pix`` and the semantic ``tokens``."""
+
+    feature: Tensor
+    f_pix: Tensor
+    tokens: Tensor
+
+
+class Denoised(NamedTuple):
+    """The single-step U-Net: the ``x0`` latent and the pre-fusion down-block ``feats`` (the TCG buffer)."""
+
+    x0: Tensor
+    feats: list[Tensor]
 
 
 class VAENetwork(Protocol):
@@ -21,35 +89,35 @@ class VAENetwork(Protocol):
 
 
 class IntraNetwork(Protocol):
-    def encode(self, x: Tensor, latent: Tensor) -> tuple[Tensor, Tensor]: ...  # -> y, z
+    def encode(self, x: Tensor, latent: Tensor) -> Latents: ...
 
-    def quantize_z(self, z: Tensor) -> tuple[Tensor, Tensor]: ...  # -> z_hat, FSQ index
+    def quantize_z(self, z: Tensor) -> QuantizedZ: ...
 
     def dequantize_z(self, index: Tensor) -> Tensor: ...
 
-    def hyper_decode(self, z_hat: Tensor) -> tuple[Tensor, Tensor, Tensor]: ...  # -> params, reduced, z_semantic
+    def hyper_decode(self, z_hat: Tensor) -> IntraHyper: ...
 
-    def spatial_prior(self, k: int, y_hat_sum: Tensor, reduced: Tensor) -> tuple[Tensor, Tensor]: ...
+    def spatial_prior(self, k: int, y_hat_sum: Tensor, reduced: Tensor) -> GaussianParams: ...
 
-    def decode(self, y_hat: Tensor, z_semantic: Tensor) -> tuple[Tensor, Tensor]: ...  # -> f_pix, tokens
+    def decode(self, y_hat: Tensor, z_semantic: Tensor) -> Synthesis: ...
 
 
 class InterNetwork(Protocol):
-    def context(self, ref_frame: Tensor, ref_feature: Tensor | None, reset: bool) -> tuple[Tensor, Tensor]: ...
+    def context(self, ref_frame: Tensor, ref_feature: Tensor | None, reset: bool) -> Context: ...
 
-    def encode(self, x: Tensor, ctx: Tensor) -> tuple[Tensor, Tensor]: ...  # -> y, z
+    def encode(self, x: Tensor, ctx: Tensor) -> Latents: ...
 
-    def prior(self, z_hat: Tensor, ctx_t: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]: ...
+    def prior(self, z_hat: Tensor, ctx_t: Tensor) -> InterPrior: ...
 
-    def spatial_prior(self, y_hat_a: Tensor, params: Tensor) -> tuple[Tensor, Tensor]: ...
+    def spatial_prior(self, y_hat_a: Tensor, params: Tensor) -> GaussianParams: ...
 
-    def decode(self, y_hat: Tensor, ctx: Tensor) -> tuple[Tensor, Tensor, Tensor]: ...  # -> feature, f_pix, tokens
+    def decode(self, y_hat: Tensor, ctx: Tensor) -> InterSynthesis: ...
 
 
 class DiffusionNetwork(Protocol):
     def __call__(
         self, f_pix: Tensor, tokens: Tensor, prev_feats: Sequence[Tensor] | None, adapter: str
-    ) -> tuple[Tensor, list[Tensor]]: ...  # -> x0 latent, down-block features
+    ) -> Denoised: ...
 
 
 class RateNetworks(Protocol):

@@ -15,12 +15,10 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from s2vc.errors import S2VCError
-
+from . import http_errors
 from .auth import Auth, banner
 from .job_runner import JobRunner
 from .jobs import JobStore
-from .limits import UploadLimitMiddleware
 from .metrics import Metrics, RequestMetricsMiddleware
 from .routes_jobs import router as jobs_router
 from .routes_streams import router as streams_router
@@ -29,6 +27,8 @@ from .runtime import Runtime
 from .scheduler import Scheduler
 from .sessions import SessionManager
 from .settings import Settings, load_settings
+from .slots import SlotPool
+from .upload_limit import UploadLimitMiddleware
 from .webrtc.manager import CallManager
 
 log = logging.getLogger("s2vc.server")
@@ -56,9 +56,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state.scheduler.start()
         state.runner = JobRunner(state.jobs, state.scheduler, state.runtime, settings, metrics)
         state.runner.start()
-        state.calls = CallManager(settings, state.runtime, state.scheduler, metrics)
-        state.sessions = SessionManager(settings, state.scheduler, metrics, other_slots=lambda: len(state.calls.calls))
-        state.calls.other_slots = lambda: len(state.sessions.sessions)
+        slots = SlotPool(settings, metrics)  # shared by streams and calls
+        state.calls = CallManager(settings, state.runtime, state.scheduler, metrics, slots)
+        state.sessions = SessionManager(settings, state.scheduler, metrics, slots)
         reapers = [asyncio.create_task(state.sessions.reap_forever()), asyncio.create_task(state.calls.reap_forever())]
         log.info("serving; data directory %s; jobs %s", settings.data_dir, state.jobs.counts() or "none")
         try:
@@ -84,9 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(UploadLimitMiddleware, settings=settings, paths=("/v1/jobs",))
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
 
-    @app.exception_handler(S2VCError)
-    async def codec_error(request: Request, exc: S2VCError) -> JSONResponse:
-        return JSONResponse({"detail": f"{type(exc).__name__}: {exc}"}, status_code=400)
+    http_errors.install(app)
 
     @app.get("/", include_in_schema=False)
     def call_page() -> FileResponse:

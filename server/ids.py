@@ -14,7 +14,7 @@ import secrets
 from collections import OrderedDict
 from typing import Callable, Mapping
 
-from fastapi import HTTPException
+from .errors import Gone, NotFound, Refusal
 
 _ID = re.compile(r"[0-9a-f]{32}")
 
@@ -43,8 +43,9 @@ class Tombstones:
         while len(self._reasons) > self.size:
             self._reasons.popitem(last=False)
 
-    def missing(self, item_id: str) -> HTTPException:
-        """The error for a request naming ``item_id``, which is not open: 410 with the reason, or 404."""
+    def missing(self, item_id: str) -> Refusal:
+        """The error for a request naming ``item_id``, which is not open: :class:`Gone` with the reason, or
+        :class:`NotFound`."""
         if item_id in self._reasons:
-            return HTTPException(410, f"{self.what} {item_id} has ended: {self._reasons[item_id]}")
-        return HTTPException(404, f"no {self.what} {item_id}")
+            return Gone(f"{self.what} {item_id} has ended: {self._reasons[item_id]}")
+        return NotFound(f"no {self.what} {item_id}")

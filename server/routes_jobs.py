@@ -17,7 +17,8 @@ from .auth import require_key
 from .job_runner import check_video_size
 from .ids import new_id
 from .jobs import JobStore, upload_suffix
-from .limits import ERROR_RESPONSES, limit_text
+from .http_errors import ERROR_RESPONSES
+from .limits import limit_text
 from .settings import DEFAULT_MODEL_NAME, Settings
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[Depends(require_key)], responses=ERROR_RESPONSES)

@@ -9,7 +9,8 @@ from s2vc.bitstream import HEADER_SIZE, MAGIC, unpack_header
 from s2vc.errors import S2VCError
 
 from .auth import require_key
-from .limits import ERROR_RESPONSES, check_fps, check_frame_size
+from .http_errors import ERROR_RESPONSES
+from .limits import check_fps, check_frame_size
 from .sessions import StreamSession, StreamSpec
 from .stream_io import FramesPump, FramesResponse, check_params_fit
 from s2vc.transport.streams import MEDIA_TYPE, WireError, frame_bytes

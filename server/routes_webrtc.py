@@ -6,8 +6,8 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 from pydantic import BaseModel, Field
 
 from .auth import require_key
-from .limits import ERROR_RESPONSES
-from .webrtc.calls import OfferSpec
+from .http_errors import ERROR_RESPONSES
+from .webrtc.offer import OfferSpec
 
 router = APIRouter(prefix="/v1/webrtc", tags=["webrtc"], dependencies=[Depends(require_key)], responses=ERROR_RESPONSES)
 CallId = Path(pattern=r"^[0-9a-f]{32}$", description="The id returned by POST /v1/webrtc/offer")

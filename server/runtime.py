@@ -12,12 +12,12 @@ import threading
 from dataclasses import dataclass
 
 import numpy as np
-from fastapi import HTTPException
 
 from s2vc.codec import Codec
 from s2vc.limits import FrameLimits
 from s2vc.errors import S2VCError
 
+from .errors import InvalidRequest, NotFound, Unavailable
 from .metrics import Metrics
 from .settings import Settings
 
@@ -84,16 +84,16 @@ class Runtime:
             log.exception("loading the models failed")
 
     def for_request(self, name: str, rate: int) -> ServedModel:
-        """The model a new session asks for, or the HTTP error to answer: 503 while loading, 404 for an unknown
-        name, 422 for a rate point the model does not have."""
+        """The model a new session asks for, or the refusal: :class:`Unavailable` while loading, :class:`NotFound`
+        for an unknown name, :class:`InvalidRequest` for a rate point the model does not have."""
         if not self.ready.is_set():
-            raise HTTPException(503, "the engines are still loading; retry shortly", headers={"Retry-After": "5"})
+            raise Unavailable("the engines are still loading; retry shortly", retry_after=5)
         try:
             served = self.get(name)
         except UnknownModelError as exc:
-            raise HTTPException(404, str(exc)) from None
+            raise NotFound(str(exc)) from None
         if rate >= served.num_rates:
-            raise HTTPException(422, f"rate point {rate} is outside 0..{served.num_rates - 1} of model {name!r}")
+            raise InvalidRequest(f"rate point {rate} is outside 0..{served.num_rates - 1} of model {name!r}")
         return served
 
     def get(self, name: str) -> ServedModel:

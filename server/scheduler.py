@@ -24,7 +24,7 @@ from typing import Callable, Literal
 import numpy as np
 
 from s2vc.bitstream import UNIT_OVERHEAD, Unit
-from s2vc.codec import padded_size
+from s2vc.codec import batch_key
 from s2vc.errors import S2VCError
 from s2vc.state import StreamState
 
@@ -78,7 +78,7 @@ class Lane:
         self.transport = transport
         self.inbox: deque[Work] = deque()
         self.closed = False
-        self.key = (served.name, op, padded_size(state.height, state.width), exact, self.reconstruct)
+        self.key = (served.name, op, batch_key(state), exact, self.reconstruct)  # the codec's key, per model and call
 
     @property
     def pixels(self) -> int:

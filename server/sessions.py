@@ -15,14 +15,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Literal, Mapping
 
-from fastapi import HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
+from .errors import QuotaExceeded
 from .ids import Tombstones, new_id
 from .metrics import Metrics
 from .runtime import ServedModel
 from .scheduler import LIVE, Lane, Outcome, Scheduler
 from .settings import DEFAULT_MODEL_NAME, Settings
+from .slots import SlotPool
 from s2vc.transport.streams import PIXEL_FORMATS, frame_bytes
 
 log = logging.getLogger("s2vc.server")
@@ -81,34 +82,30 @@ def key_fingerprint(headers: Mapping[str, str] | None) -> str:
 
 
 class SessionManager:
-    def __init__(self, settings: Settings, scheduler: Scheduler, metrics: Metrics, other_slots: Callable[[], int] = lambda: 0) -> None:
+    def __init__(self, settings: Settings, scheduler: Scheduler, metrics: Metrics, slots: SlotPool) -> None:
         self.settings, self.scheduler, self.metrics = settings, scheduler, metrics
-        self.other_slots = other_slots  # slots held by WebRTC calls
+        self.slots = slots  # shared with the WebRTC calls
         self.sessions: dict[str, StreamSession] = {}
         self._gone = Tombstones("stream")
 
     def open(self, spec: StreamSpec, served: ServedModel, headers: Mapping[str, str] | None = None) -> StreamSession:
-        if len(self.sessions) + self.other_slots() >= self.settings.max_sessions:
-            self.metrics.sessions_rejected.inc()
-            raise HTTPException(
-                503, f"all {self.settings.max_sessions} session slots are taken (limit max_sessions, S2VC_MAX_SESSIONS); retry later",
-                headers={"Retry-After": str(self.retry_after())},
-            )
+        self.slots.check(self.retry_after)
         owner = key_fingerprint(headers)
         quota = self.settings.sessions_per_key
         held = [s for s in self.sessions.values() if s.owner == owner]
         if len(held) >= quota:
             self.metrics.sessions_rejected.inc()
-            raise HTTPException(
-                429, f"this API key holds {len(held)} stream sessions, its limit (max_sessions_per_key, S2VC_MAX_SESSIONS_PER_KEY); "
+            raise QuotaExceeded(
+                f"this API key holds {len(held)} stream sessions, its limit (max_sessions_per_key, S2VC_MAX_SESSIONS_PER_KEY); "
                      "close one (DELETE /v1/streams/{id}) or retry later",
-                headers={"Retry-After": str(self.retry_after(held))},
+                retry_after=self.retry_after(held),
             )
         session_id = new_id(headers, self.settings.router_id_header, lambda i: i in self.sessions or i in self._gone)
         session = StreamSession(session_id, spec, served, owner=owner)
         state = served.codec.new_state(spec.width, spec.height, spec.rate)
         session.lane = self.scheduler.open_lane(served, spec.mode, state, session.deliver, priority=LIVE, realtime=spec.realtime)
         self.sessions[session.id] = session
+        self.slots.take(session.id)
         return session
 
     def get(self, session_id: str) -> StreamSession:
@@ -122,6 +119,7 @@ class SessionManager:
             return
         session.closed = detail
         self.sessions.pop(session.id, None)
+        self.slots.give_back(session.id)
         self._gone.add(session.id, detail)
         if session.lane is not None:
             self.scheduler.close_lane(session.lane, "cancelled")

@@ -11,14 +11,14 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 #: the folders installed as ``s2vc.<name>`` (pyproject.toml, [tool.setuptools.package-dir])
 MAPPED = ("server", "engines", "export", "clients", "training", "evaluation")
 PACKAGES = ("s2vc", *MAPPED)
-#: where HTTP status codes are made: the app, its error mapping, its routes and the API-key dependency
-HTTP_EDGE = ("server.app", "server.errors", "server.auth", "server.routes_jobs", "server.routes_streams", "server.routes_webrtc")
+#: where HTTP status codes are made: the app, its error mapping, its routes, the API-key dependency and the upload
+#: middleware; everything else raises the domain errors of server/errors.py
+HTTP_EDGE = ("server.app", "server.http_errors", "server.auth", "server.upload_limit", "server.routes_jobs", "server.routes_streams",
+             "server.routes_webrtc")
 
 
 def module_name(path: Path) -> str:
@@ -83,7 +83,6 @@ def _in(module: str, package: str) -> bool:
     return module == package or module.startswith(package + ".")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 18 part 3: server.webrtc calls/manager/rooms")
 def test_no_import_circles() -> None:
     edges = graph()
     circles = []
@@ -129,7 +128,6 @@ def test_webrtc_libraries_stay_in_the_transport_under_s2vc() -> None:
     assert not found
 
 
-@pytest.mark.xfail(strict=True, reason="issue 18 part 4")
 def test_http_exceptions_only_at_the_http_edge() -> None:
     found = []
     for module, path in sources().items():
@@ -140,3 +138,12 @@ def test_http_exceptions_only_at_the_http_edge() -> None:
             if name == "HTTPException" or (isinstance(node, ast.alias) and node.name.endswith("HTTPException")):
                 found.append(f"{module}:{node.lineno}")
     assert not found, f"HTTPException outside the HTTP edge {HTTP_EDGE}: {found}"
+
+
+def test_every_refusal_has_a_documented_status() -> None:
+    from server import errors
+    from server.http_errors import ERROR_RESPONSES, STATUS, status_of
+
+    kinds = [k for k in vars(errors).values() if isinstance(k, type) and issubclass(k, errors.Refusal) and k is not errors.Refusal]
+    assert set(kinds) == set(STATUS)
+    assert all(status_of(kind("x")) in ERROR_RESPONSES for kind in kinds)

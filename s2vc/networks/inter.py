@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..presets import InterWidths
+from ..protocol import Context, GaussianParams, InterPrior, InterSynthesis, Latents
 from .blocks import DCB4, DCB5, RBS, RBU, AttnBlock, ConvFFN, ResBlock, conv1x1
 
 __all__ = ["InterCodec", "FactorizedPrior", "checkerboard_masks"]
@@ -221,7 +222,7 @@ class InterCodec(nn.Module):
 
     def context(
         self, ref_frame: torch.Tensor | None, ref_feature: torch.Tensor | None, reset: bool
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> Context:
         """(ctx, ctx_t), each (B,ch,/8). reset → feature_adaptor_i(ref_frame) (x0 latent, ``latent`` ch /8);
         else feature_adaptor_p(ref_feature) (previous decoder feature); then the feature extractor."""
         if reset:
@@ -232,9 +233,9 @@ class InterCodec(nn.Module):
             if ref_feature is None:
                 raise ValueError("a non-reset context needs ref_feature (the previous decoder feature)")
             feature = self.feature_adaptor_p(ref_feature)
-        return self.feature_extractor(feature)
+        return Context(*self.feature_extractor(feature))
 
-    def encode(self, x: torch.Tensor, ctx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, x: torch.Tensor, ctx: torch.Tensor) -> Latents:
         """x (B,3,H,W) in [-1,1], ctx (B,ch,/8) → (y (B,y,/16), z (B,z,/64)), both before rounding.
 
         y is replicate-padded right/bottom to a multiple of 4 before the hyper encoder (no-op for 64-aligned x).
@@ -243,11 +244,11 @@ class InterCodec(nn.Module):
         ph, pw = (-y.shape[-2]) % 4, (-y.shape[-1]) % 4
         y_pad = F.pad(y, (0, pw, 0, ph), mode="replicate") if (ph or pw) else y
         z = self.hyper_encoder(y_pad)
-        return y, z
+        return Latents(y, z)
 
     def prior(
         self, z_hat: torch.Tensor, ctx_t: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> InterPrior:
         """(ẑ (B,z,/64), ctx_t (B,ch,/8)) → (q_dec, scales, means, params).
 
         params = y_prior_fusion([hyper_decoder(ẑ) cropped to ctx_t's size / 2, temporal_prior_encoder(ctx_t)])
@@ -259,17 +260,16 @@ class InterCodec(nn.Module):
         temporal = self.temporal_prior_encoder(ctx_t)
         params = self.y_prior_fusion(torch.cat([hyper, temporal], dim=1))
         q_dec, scales, means = params.chunk(3, dim=1)
-        return torch.clamp_min(q_dec, 0.5), scales, means, params
+        return InterPrior(torch.clamp_min(q_dec, 0.5), scales, means, params)
 
-    def spatial_prior(self, y_hat_a: torch.Tensor, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def spatial_prior(self, y_hat_a: torch.Tensor, params: torch.Tensor) -> GaussianParams:
         """(ŷ_A (B,y,/16), params (B,3y,/16)) → (scales_B, means_B) = halves of y_spatial_prior([ŷ_A, params])."""
-        scales, means = self.y_spatial_prior(torch.cat([y_hat_a, params], dim=1)).chunk(2, dim=1)
-        return scales, means
+        return GaussianParams(*self.y_spatial_prior(torch.cat([y_hat_a, params], dim=1)).chunk(2, dim=1))
 
-    def decode(self, y_hat: torch.Tensor, ctx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def decode(self, y_hat: torch.Tensor, ctx: torch.Tensor) -> InterSynthesis:
         """(ŷ (B,y,/16), ctx (B,ch,/8)) → (feature (B,ch,/8), f_pix (B,ctrl,/8),
         tokens (B,(H/64)(W/64),semantic) row-major)."""
         feature = self.decoder(y_hat, ctx)
         f_pix = self.recon_pix(feature)
         tokens = self.recon_semantic(feature).flatten(2).transpose(1, 2)
-        return feature, f_pix, tokens
+        return InterSynthesis(feature, f_pix, tokens)

@@ -14,6 +14,7 @@ from diffusers import UNet2DModel
 from torch import nn
 
 from ..presets import IntraWidths
+from ..protocol import GaussianParams, IntraHyper, Latents, QuantizedZ, Synthesis
 from .blocks import DCB4, RBU, AttnBlock, VResnet, conv1x1, conv3x3
 
 __all__ = ["IntraCodec", "intra_pass_masks", "unet_features", "INTRA_PASS_PARTS", "UNET_TIMESTEP"]
@@ -188,13 +189,13 @@ class IntraCodec(nn.Module):
         self.y_spatial_prior = nn.Sequential(DCB4(y2), DCB4(y2), DCB4(y2))
 
     # ------------------------------------------------------------------ analysis
-    def encode(self, x: torch.Tensor, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, x: torch.Tensor, latent: torch.Tensor) -> Latents:
         """x (B,3,H,W) in [-1,1], VAE latent (B,latent,H/8,W/8) → (y (B,y,H/16,W/16), z (B,L,H/64,W/64)), z unquantised."""
         feat = self.enc.pix_fusion(torch.cat([self.enc.pix_emb(x), latent], dim=1))
         feat, sem = unet_features(self.enc.unet, feat)
         y = self.enc.trans_coding(feat)
         z = self.hyper_enc(y, sem)
-        return y, z
+        return Latents(y, z)
 
     # ------------------------------------------------------------------ FSQ
     def _fsq_levels(self, z: torch.Tensor) -> torch.Tensor:
@@ -203,7 +204,7 @@ class IntraCodec(nn.Module):
             raise ValueError(f"z has {z.shape[1]} channels, expected {len(levels)} (one per FSQ level)")
         return torch.tensor(levels, dtype=torch.int64, device=z.device).view(1, -1, 1, 1)
 
-    def quantize_z(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def quantize_z(self, z: torch.Tensor) -> QuantizedZ:
         """Finite scalar quantisation in fp32 → (z_hat float32, index int64 in 0..L−1 per channel).
 
         half_l = (L−1)(1+1e-3)/2, offset = ½ for even L else 0, shift = atanh(offset/half_l),
@@ -223,7 +224,7 @@ class IntraCodec(nn.Module):
         else:
             z_hat = q / half_width
         index = q.to(torch.int64) + levels // 2
-        return z_hat, index
+        return QuantizedZ(z_hat, index)
 
     def dequantize_z(self, index: torch.Tensor) -> torch.Tensor:
         """Inverse of the FSQ index mapping: z_hat = (index − L//2) / (L//2), float32."""
@@ -232,16 +233,16 @@ class IntraCodec(nn.Module):
         return (index.to(torch.int64) - half).to(torch.float32) / half.to(torch.float32)
 
     # ------------------------------------------------------------------ priors
-    def hyper_decode(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def hyper_decode(self, z_hat: torch.Tensor) -> IntraHyper:
         """z_hat (B,L,/64) → (params P (B,2y,/16), reduced (B,y,/16), z_semantic (B,y,/64))."""
         z_semantic = self.hyper_dec.feat_in(z_hat)
         params = self.y_prior_fusion(self.hyper_dec.to_entropy(z_semantic))
         reduced = self.y_spatial_prior_reduction(params)
-        return params, reduced, z_semantic
+        return IntraHyper(params, reduced, z_semantic)
 
     def spatial_prior(
         self, k: int, y_hat_sum: torch.Tensor, reduced: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> GaussianParams:
         """(scales, means) of pass k ∈ {1, 2, 3}.
 
         ``y_hat_sum`` = ŷ_0 + … + ŷ_{k−1} (B,y,/16); output = y_spatial_prior(adaptor_k([y_hat_sum, reduced]))
@@ -253,13 +254,12 @@ class IntraCodec(nn.Module):
         if k not in adaptors:
             raise ValueError(f"spatial prior pass must be 1, 2 or 3, got {k}")
         out = self.y_spatial_prior(adaptors[k](torch.cat([y_hat_sum, reduced], dim=1)))
-        scales, means = out.chunk(2, dim=1)
-        return scales, means
+        return GaussianParams(*out.chunk(2, dim=1))
 
     # ------------------------------------------------------------------ synthesis
-    def decode(self, y_hat: torch.Tensor, z_semantic: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def decode(self, y_hat: torch.Tensor, z_semantic: torch.Tensor) -> Synthesis:
         """(ŷ (B,y,/16), z_semantic (B,y,/64)) → (f_pix (B,ctrl,/8), tokens (B,(H/64)(W/64),semantic) row-major)."""
         y_semantic = self.semantic_adaptor(z_semantic)
         tokens = y_semantic.flatten(2).transpose(1, 2)
         f_pix = self.dec(y_hat, y_semantic)
-        return f_pix, tokens
+        return Synthesis(f_pix, tokens)

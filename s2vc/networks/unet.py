@@ -42,6 +42,7 @@ from torch import nn
 
 from s2vc.networks.blocks import DCB5, conv1x1_mm as _conv1x1
 from s2vc.presets import UNetWidths
+from s2vc.protocol import Denoised
 
 __all__ = [
     "ADAPTERS",
@@ -448,14 +449,14 @@ class CodecUNet(nn.Module):
         tokens: torch.Tensor,
         prev_feats: Sequence[torch.Tensor] | None = None,
         adapter: str = "pframe",
-    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    ) -> Denoised:
         """(B, in_ch, h, w) U-Net input, (B, L, D) tokens, previous pre-fusion feats or None, adapter →
         (x0 (B, latent, h, w) float32, feats [h0, h1, h2] pre-fusion down-block outputs at h/2, h/4, h/8).
 
         With ``prediction="x0"`` (a preset choice, not the release's) conv_out's output is x0 itself and x_t is unused.
         """
         out, x_t, feats = self.forward_eps(f_pix, tokens, prev_feats, adapter)
-        return output_to_x0(self.widths, x_t, out), feats
+        return Denoised(output_to_x0(self.widths, x_t, out), feats)
 
 
 class AdaptedUNet(nn.Module):
@@ -481,7 +482,7 @@ class AdaptedUNet(nn.Module):
 
     def forward(
         self, f_pix: torch.Tensor, tokens: torch.Tensor, prev_feats: Sequence[torch.Tensor] | None = None,
-    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    ) -> Denoised:
         """(x0, feats): :meth:`CodecUNet.forward` with this adapter."""
         return self.unet(f_pix, tokens, prev_feats, self.adapter)
 

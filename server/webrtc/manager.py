@@ -7,32 +7,32 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
-from fastapi import HTTPException
 
 from s2vc.transport.ice import refuse_checks_from_elsewhere, restrict_host_addresses
 
+from ..errors import BadInput, Conflict, InvalidRequest, Refusal
 from ..ids import Tombstones, new_id
 from ..metrics import Metrics
 from ..limits import check_fps
 from ..runtime import Runtime
 from ..scheduler import Scheduler
 from ..settings import Settings
-from .calls import Call, OfferSpec
-from .media import PictureTrack
+from ..slots import SlotPool
+from .calls import Call
 from .network import filter_candidates, rtc_configuration
+from .offer import OfferSpec
 from .rooms import Room
 
 log = logging.getLogger("s2vc.server")
 
 
 class CallManager:
-    def __init__(self, settings: Settings, runtime: Runtime, scheduler: Scheduler, metrics: Metrics,
-                 other_slots: Callable[[], int] = lambda: 0) -> None:
+    def __init__(self, settings: Settings, runtime: Runtime, scheduler: Scheduler, metrics: Metrics, slots: SlotPool) -> None:
         self.settings, self.runtime, self.scheduler, self.metrics = settings, runtime, scheduler, metrics
-        self.other_slots = other_slots  # slots held by /v1/streams sessions
+        self.slots = slots  # shared with the /v1/streams sessions
         self.configuration = rtc_configuration(settings.webrtc_ice_servers)
         restrict_host_addresses(settings.webrtc_hosts)
         refuse_checks_from_elsewhere(settings.webrtc_hosts)
@@ -48,24 +48,20 @@ class CallManager:
         served = self.runtime.for_request(spec.model, spec.rate)
         check_fps(s, spec.fps)
         if spec.room is None and spec.role == "subscriber":
-            raise HTTPException(422, "role 'subscriber' needs a room")
+            raise InvalidRequest("role 'subscriber' needs a room")
         room = self.rooms.get(spec.room) if spec.room else None
         if room is not None and spec.role == "publisher" and room.publisher is not None:
-            raise HTTPException(409, f"room {spec.room!r} already has a publisher")
+            raise Conflict(f"room {spec.room!r} already has a publisher")
         if room is not None and room.served.name != served.name:
-            raise HTTPException(409, f"room {spec.room!r} uses model {room.served.name!r}")
-        if len(self.calls) + self.other_slots() >= s.max_sessions:
-            self.metrics.sessions_rejected.inc()
-            raise HTTPException(503, f"all {s.max_sessions} session slots are taken (limit max_sessions, S2VC_MAX_SESSIONS); retry later",
-                                headers={"Retry-After": "5"})
+            raise Conflict(f"room {spec.room!r} uses model {room.served.name!r}")
+        self.slots.check(lambda: 5)
         sdp = filter_candidates(spec.sdp, s.webrtc_hosts)
         call_id = new_id(headers, s.router_id_header, lambda i: i in self.calls or i in self._gone)
         pc = RTCPeerConnection(self.configuration)
-        call = Call(self, call_id, spec, served, pc)
+        call = Call(call_id, spec, served, pc, scheduler=self.scheduler, settings=s, metrics=self.metrics, hang_up=self.close)
         self.calls[call_id] = call
+        self.slots.take(call_id)
         self.metrics.calls.labels(spec.mode).inc()
-        pc.on("track", call.on_track)
-        pc.on("datachannel", call.on_datachannel)
 
         @pc.on("connectionstatechange")
         async def _state() -> None:
@@ -75,25 +71,23 @@ class CallManager:
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
             if pc.sctp is None:
-                raise HTTPException(422, f"the offer has no data channel: create the {call.channel_label!r} channel before the offer")
+                raise InvalidRequest(f"the offer has no data channel: create the {call.channel_label!r} channel before the offer")
             if call.shows_pictures:
                 if not any(t.kind == "video" for t in pc.getTransceivers()):
-                    raise HTTPException(422, "a preview call's offer needs a video m-line (send a camera, or a recvonly video transceiver)")
-                call.out_track = PictureTrack()
-                pc.addTrack(call.out_track)
+                    raise InvalidRequest("a preview call's offer needs a video m-line (send a camera, or a recvonly video transceiver)")
+                call.peer.add_picture_track()
             answer = await pc.createAnswer()
             await pc.setLocalDescription(answer)
-        except HTTPException:
+        except Refusal:
             await self.close(call, "error", "the offer was refused")
             raise
         except Exception as exc:  # a malformed SDP: aiortc raises ValueError and friends
             await self.close(call, "error", f"bad offer: {exc}")
-            raise HTTPException(400, f"the SDP offer could not be used: {type(exc).__name__}: {exc}") from None
+            raise BadInput(f"the SDP offer could not be used: {type(exc).__name__}: {exc}") from None
         if spec.room:
             room = self.rooms.get(spec.room) or self.rooms.setdefault(spec.room, Room(spec.room, served, self.scheduler, asyncio.get_running_loop()))
-            call.room = room
-            room.join(call)
-        call._spawn(self._connect_deadline(call))
+            call.join(room)
+        call.peer.spawn(self._connect_deadline(call))
         log.info("call %s: %s %s%s", call_id, spec.mode, spec.role, f" in room {spec.room}" if spec.room else "")
         return call, pc.localDescription
 
@@ -112,11 +106,12 @@ class CallManager:
     async def close(self, call: Call, reason: str, detail: str) -> None:
         if call.closed:
             return
-        call.closed = detail
+        call.end(detail)
         self.calls.pop(call.id, None)
+        self.slots.give_back(call.id)
         self._gone.add(call.id, detail)
         if call.room is not None:
-            call.room.leave(call)
+            call.room.leave(call.role)
             if call.room.empty:
                 self.rooms.pop(call.room.name, None)
         self.metrics.calls.labels(call.spec.mode).dec()
