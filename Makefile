@@ -44,16 +44,16 @@ demo: install
 	$(BIN)/s2vc demo $(ARGS)
 
 bench: install
-	$(BIN)/python -m evaluation.bench_codec $(ARGS)
+	$(BIN)/python -m s2vc_evaluation.bench_codec $(ARGS)
 
 serve: install
 	$(BIN)/s2vc serve $(ARGS)
 
 bench-server: install
-	$(BIN)/python -m evaluation.bench_server $(ARGS)
+	$(BIN)/python -m s2vc_evaluation.bench_server $(ARGS)
 
 bench-calls: install
-	$(BIN)/python -m evaluation.bench_calls $(ARGS)
+	$(BIN)/python -m s2vc_evaluation.bench_calls $(ARGS)
 
 EVAL_CLIPS ?= ../shared/data/clips/foreman_352x288.h264 ../shared/data/clips/mobile_352x288.h264
 eval: install

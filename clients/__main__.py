@@ -1,4 +1,4 @@
-"""``python -m clients`` = ``s2vc-client``."""
+"""``python -m s2vc_clients`` = ``s2vc-client``."""
 
 from .cli import app
 

@@ -3,7 +3,7 @@
 Each frame's latency is the time from writing it to the server until its unit comes back; frames the server
 dropped (stale, inbox full) are counted, as are sessions refused because every slot was taken.
 
-    python -m clients.loadgen --url http://127.0.0.1:8000 --key KEY --streams 4 --fps 25 --duration 10 --size 320x240
+    python -m s2vc_clients.loadgen --url http://127.0.0.1:8000 --key KEY --streams 4 --fps 25 --duration 10 --size 320x240
 """
 
 from __future__ import annotations
@@ -162,7 +162,7 @@ async def run_load(url: str, api_key: str | None, *, streams: int, fps: float, d
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m clients.loadgen", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m s2vc_clients.loadgen", description=__doc__.splitlines()[0])
     parser.add_argument("--url", default="http://127.0.0.1:8000")
     parser.add_argument("--key", default=None, help="API key (S2VC_API_KEYS of the server)")
     parser.add_argument("--streams", type=int, default=4)

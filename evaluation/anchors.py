@@ -24,7 +24,7 @@ nothing else) with swscale's default matrix (BT.601, limited range), the same co
 edge-padded to even and cropped back. The size is the sum of the elementary-stream packets (parameter sets
 included, no container), so ``bpp = 8·bytes / (W·H·frames)`` and ``kbps = 8·bytes·fps / frames / 1000``.
 
-    from evaluation.anchors import encode_anchor, sweep_to_bpp
+    from s2vc_evaluation.anchors import encode_anchor, sweep_to_bpp
     result = encode_anchor(frames, "x264-veryslow", quality=30)
     result.bpp, result.decoded, result.frame_types        # 0.07, [RGB frames], "IPPP…"
 """

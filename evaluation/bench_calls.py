@@ -5,7 +5,7 @@ sending foreman (scaled to ``--size``) as video at ``--fps`` through VP8, in ``b
 Per step it reports, from the server's per-frame stats messages: frames coded per second per call, latency from
 a frame's arrival to its unit (bitstream) or reconstruction (preview) p50/p99, kbps and frames dropped.
 
-    python -m evaluation.bench_calls --calls 1,2 --mode preview --size 320x240 --fps 25 --duration 10
+    python -m s2vc_evaluation.bench_calls --calls 1,2 --mode preview --size 320x240 --fps 25 --duration 10
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from clients.call import CallPeer, FramesTrack
+from s2vc_clients.call import CallPeer, FramesTrack
 from s2vc.transport.ice import restrict_host_addresses
 from s2vc.video_io import VideoReader
-from server.launcher import LocalServer
+from s2vc_server.launcher import LocalServer
 
 CLIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "clips" / "foreman_352x288.h264"
 
@@ -71,7 +71,7 @@ async def run_step(url: str, calls: int, frames: list[np.ndarray], *, mode: str,
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m evaluation.bench_calls", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m s2vc_evaluation.bench_calls", description=__doc__.splitlines()[0])
     parser.add_argument("--calls", default="1,2", help="comma-separated numbers of concurrent calls, run in order")
     parser.add_argument("--mode", choices=("bitstream", "preview"), default="bitstream")
     parser.add_argument("--fps", type=float, default=25.0)

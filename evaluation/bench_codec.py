@@ -12,8 +12,8 @@ encode and decode (``decode`` includes the output VAE decode), the codec's stage
 at batch 1 with its GFLOP, and the GFLOP of one P-frame encode + decode pair with the GFLOP/s each engine achieves
 on it (``--networks``). The ``official`` preset (random weights, ≈ 7.5 GB of fp32) is opt-in.
 
-    python -m evaluation.bench_codec [--presets tiny] [--sizes 320x240,640x480] [--engines torch,onnxruntime]
-    python -m evaluation.bench_codec --presets official --official-sizes 854x480,1280x720,1920x1080 --device cuda \\
+    python -m s2vc_evaluation.bench_codec [--presets tiny] [--sizes 320x240,640x480] [--engines torch,onnxruntime]
+    python -m s2vc_evaluation.bench_codec --presets official --official-sizes 854x480,1280x720,1920x1080 --device cuda \\
         --official-engines torch,torch+fp16,torch+bf16,torch+fp16+compile,torch+fp16+cudagraphs --networks
 """
 
@@ -130,7 +130,7 @@ def measure(model, variant: str, device: str, width: int, height: int, frames: i
     import numpy as np
     import torch
 
-    from engines import load_engine
+    from s2vc_engines import load_engine
     from s2vc.codec import Codec, padded_size
 
     name, options = engine_options(variant, threads)
@@ -199,7 +199,7 @@ def measure(model, variant: str, device: str, width: int, height: int, frames: i
 
 
 def _child(args, preset: str, size: str, variant: str, frames: int) -> dict:
-    cmd = [sys.executable, "-m", "evaluation.bench_codec", "--one", f"{preset}@{size}@{variant}", "--frames", str(frames),
+    cmd = [sys.executable, "-m", "s2vc_evaluation.bench_codec", "--one", f"{preset}@{size}@{variant}", "--frames", str(frames),
            "--threads", str(args.threads), "--device", args.device] + (["--networks"] if args.networks else [])
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:

@@ -5,7 +5,7 @@ Starts a server (dev mode, the tiny default model) in a child process, then runs
 frame latency p50/p99, dropped frames and the server's RSS over time, and the largest number of streams that was
 real time (every stream admitted, at most 1 % of frames dropped, p99 latency within the bound).
 
-    python -m evaluation.bench_server --streams 1,2,4,8 --fps 25 --duration 10 --size 320x240 [--json out.json]
+    python -m s2vc_evaluation.bench_server --streams 1,2,4,8 --fps 25 --duration 10 --size 320x240 [--json out.json]
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
-from clients.loadgen import run_load
-from server.launcher import LocalServer
+from s2vc_clients.loadgen import run_load
+from s2vc_server.launcher import LocalServer
 
 
 class RssSampler:
@@ -62,7 +62,7 @@ class RssSampler:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m evaluation.bench_server", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m s2vc_evaluation.bench_server", description=__doc__.splitlines()[0])
     parser.add_argument("--streams", default="1,2,4,8", help="comma-separated numbers of concurrent streams, run in order")
     parser.add_argument("--fps", type=float, default=25.0)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of frames per step")

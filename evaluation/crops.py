@@ -1,12 +1,12 @@
 """Side-by-side crops: the source, S²VC and an anchor (x264) at the same size, so anyone can look before reading
-numbers (``python -m evaluation.crops``).
+numbers (``python -m s2vc_evaluation.crops``).
 
 For each rate point the clip's first ``--frames`` frames are coded for real (S²VC bytes, frames decoded from
 them); the anchor is swept over its CRF and the setting whose bytes come closest to S²VC's (without going below
 90 % of them) is kept. One PNG per rate point shows frame ``--frame`` of each, cropped to ``--box`` and scaled up
 ``--zoom``× without smoothing, with a caption line per panel (codec, bpp, PSNR of the whole clip and of the crop).
 
-    python -m evaluation.crops tests/fixtures/clips/foreman_352x288.h264 --out docs/results/crops --rates 0,2 \\
+    python -m s2vc_evaluation.crops tests/fixtures/clips/foreman_352x288.h264 --out docs/results/crops --rates 0,2 \\
         --box 96,32,160,160 --name foreman
 """
 

@@ -1,7 +1,7 @@
 """One prepared command for a GPU machine: speed, batching, memory and correctness of both presets, in ≤ 9 minutes.
 
-    python -m evaluation.gpu_check --out DIR [--budget-s 450] [--only PHASE,...] [--skip PHASE,...]
-    python -m evaluation.gpu_check --out DIR --smoke     # CPU, tiny sizes, seconds (tests/test_gpu_check.py)
+    python -m s2vc_evaluation.gpu_check --out DIR [--budget-s 450] [--only PHASE,...] [--skip PHASE,...]
+    python -m s2vc_evaluation.gpu_check --out DIR --smoke     # CPU, tiny sizes, seconds (tests/test_gpu_check.py)
     make gpu-check                                         # deploy/gpu/gpu_check.sh: install from carried wheels, run
 
 Phases, in the order they run (each one is skipped with a reason when the time budget is spent):
@@ -43,7 +43,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from evaluation.bench_codec import _sync, measure
+from s2vc_evaluation.bench_codec import _sync, measure
 
 PHASES = ("env", "correctness", "official", "batching", "memory", "tiny", "compiled", "golden")
 MAX_FILE_BYTES = 16 * 2**20
@@ -339,7 +339,7 @@ def _cross_outcome(label: str, recons: list, decoded: list, error: str | None) -
 
 
 def phase_correctness(report: Report) -> None:
-    from engines import load_engine
+    from s2vc_engines import load_engine
     from s2vc.codec import Codec
     from s2vc.model import build_model
     from s2vc.presets import get_preset
@@ -416,7 +416,7 @@ def phase_official(report: Report, model) -> None:
 def phase_batching(report: Report, model) -> None:
     import numpy as np
 
-    from engines import load_engine
+    from s2vc_engines import load_engine
     from s2vc.codec import Codec
 
     plan = report.plan
@@ -555,7 +555,7 @@ def phase_compiled(report: Report) -> None:
 def run_child(spec: dict, timeout: float) -> dict:
     """One configuration in a fresh process (its own peak memory, compile caches and crashes), killed with its whole
     process group (inductor's compile workers) when it runs past ``timeout``."""
-    cmd = [sys.executable, "-m", "evaluation.gpu_check", "--child", json.dumps(spec)]
+    cmd = [sys.executable, "-m", "s2vc_evaluation.gpu_check", "--child", json.dumps(spec)]
     started = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, cwd=ROOT)
     try:

@@ -36,9 +36,9 @@ def export_command(
     from s2vc.checkpoint import load_model
     from s2vc.errors import S2VCError
 
-    from engines.onnx_export import check_onnx_precision
-    from engines.onnx_store import ExportStore
-    from engines.profiles import parse_buckets
+    from s2vc_engines.onnx_export import check_onnx_precision
+    from s2vc_engines.onnx_store import ExportStore
+    from s2vc_engines.profiles import parse_buckets
     from s2vc.graphs import SPECS
 
     console = Console(stderr=True)
@@ -54,7 +54,7 @@ def export_command(
         sizes = parse_buckets(buckets)
         names = _names(networks, SPECS)
         if target == "trt":
-            from engines.tensorrt_build import gpu_name, import_tensorrt
+            from s2vc_engines.tensorrt_build import gpu_name, import_tensorrt
 
             import_tensorrt()  # fail before exporting anything
             gpu_name()
@@ -82,7 +82,7 @@ def export_command(
 
 def _build_engines(store, graphs, sizes, engine_dir: Path, max_batch: int, opt_batch: int, bar):
     """Build (or find in the cache) one engine per graph and bucket (per-size graphs: at their own size)."""
-    from engines.tensorrt_build import EngineBuilder
+    from s2vc_engines.tensorrt_build import EngineBuilder
 
     builder = EngineBuilder(store, engine_dir, max_batch=max_batch, opt_batch=opt_batch)
     jobs = [(spec, rate, size, (size[1], size[0]) if size else bucket) for spec, rate, size in graphs

@@ -1,4 +1,4 @@
-"""``python -m server``: the same as ``s2vc serve``."""
+"""``python -m s2vc_server``: the same as ``s2vc serve``."""
 
 from .cli import main
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import logging
 import sys
 from contextlib import asynccontextmanager
@@ -32,7 +33,9 @@ from .upload_limit import UploadLimitMiddleware
 from .webrtc.manager import CallManager
 
 log = logging.getLogger("s2vc.server")
-WEB_DIR = Path(__file__).resolve().parents[1] / "clients" / "web"  # the browser call page (static files)
+# The browser call page (static files of the client package, found without importing it: clients/web in a checkout,
+# s2vc_clients/web when installed).
+WEB_DIR = Path(importlib.util.find_spec("s2vc_clients").submodule_search_locations[0]) / "web"  # type: ignore[union-attr,index]
 
 DESCRIPTION = """S²VC streaming server. REST jobs (`/v1/jobs`) code whole files and survive restarts; streams
 (`/v1/streams`) code raw frames to bitstream units (and back) as they arrive, batched across sessions; WebRTC calls

@@ -47,7 +47,7 @@ class LocalServer:
 
     def start(self, ready_timeout: float = 120.0) -> "LocalServer":
         env = {**os.environ, "S2VC_DATA_DIR": str(self.data_dir), **self.env}
-        cmd = [sys.executable, "-m", "server", "--host", "127.0.0.1", "--port", str(self.port), *self.args]
+        cmd = [sys.executable, "-m", "s2vc_server", "--host", "127.0.0.1", "--port", str(self.port), *self.args]
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[1])
         self.wait_ready(ready_timeout)

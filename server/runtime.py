@@ -56,7 +56,7 @@ class Runtime:
 
     def load(self) -> None:
         """Load, wrap and warm every configured model (call on the device thread). Never raises."""
-        from engines import load_engine
+        from s2vc_engines import load_engine
         from s2vc.checkpoint import load_model
 
         s = self.settings

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from engines.onnx_store import ExportStore
+from s2vc_engines.onnx_store import ExportStore
 from s2vc.model import build_model
 from s2vc.presets import TINY
 

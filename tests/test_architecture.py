@@ -1,18 +1,24 @@
 """Who imports whom (DESIGN.md, "Who imports whom"), read from the source with :mod:`ast`, nothing imported.
 
 Every import counts: at module level, inside functions and under ``TYPE_CHECKING`` alike, because each is a
-dependency a reader has to follow. The project's top-level folders are installed under the ``s2vc`` namespace
-(``server/`` is ``s2vc.server``, and so on); modules are named here by their folder.
+dependency a reader has to follow. The project's top-level folders are installed under the project's prefix
+(``server/`` is the package ``s2vc_server``, and so on: pyproject.toml); modules are named here by their folder.
 """
 
 from __future__ import annotations
 
 import ast
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
-#: the folders installed as ``s2vc.<name>`` (pyproject.toml, [tool.setuptools.package-dir])
+#: the folders installed as ``s2vc_<name>`` (pyproject.toml, [tool.setuptools.package-dir])
 MAPPED = ("server", "engines", "export", "clients", "training", "evaluation")
 PACKAGES = ("s2vc", *MAPPED)
 #: where HTTP status codes are made: the app, its error mapping, its routes, the API-key dependency and the upload
@@ -27,15 +33,15 @@ def module_name(path: Path) -> str:
 
 
 def project_name(name: str) -> str | None:
-    """``name`` as a folder module of this project (``s2vc.server.app`` → ``server.app``), else None."""
+    """``name`` as a folder module of this project (``s2vc_server.app`` → ``server.app``), else None."""
     head, _, rest = name.partition(".")
-    if head == "s2vc" and rest.split(".")[0] in MAPPED:
-        return rest
+    if head.startswith("s2vc_") and head[5:] in MAPPED:
+        return ".".join(filter(None, (head[5:], rest)))
     return name if head in PACKAGES else None
 
 
-def sources() -> dict[str, Path]:
-    return {module_name(p): p for pkg in PACKAGES for p in sorted((ROOT / pkg).rglob("*.py"))}
+def sources(packages: tuple[str, ...] = PACKAGES) -> dict[str, Path]:
+    return {module_name(p): p for pkg in packages for p in sorted((ROOT / pkg).rglob("*.py"))}
 
 
 def imported_names(module: str, path: Path) -> Iterator[tuple[str, int]]:
@@ -106,6 +112,18 @@ def test_no_import_circles() -> None:
     assert not circles, "import circles:\n" + "\n".join(circles)
 
 
+def test_the_folders_are_imported_by_their_installed_names() -> None:
+    """``import server`` works only inside a checkout (and would load a second copy of every module beside
+    ``s2vc_server``): absolute imports name the installed packages."""
+    found = []
+    for module, path in sources((*PACKAGES, "tests")).items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+            found += [f"{module}:{node.lineno} imports {n}" for n in names if n.split(".")[0] in MAPPED]
+    assert not found
+
+
 def test_codec_imports_nothing_of_the_project() -> None:
     assert not _violations(lambda s, d: _in(s, "s2vc") and not _in(d, "s2vc"))
 
@@ -141,9 +159,35 @@ def test_http_exceptions_only_at_the_http_edge() -> None:
 
 
 def test_every_refusal_has_a_documented_status() -> None:
-    from server import errors
-    from server.http_errors import ERROR_RESPONSES, STATUS, status_of
+    from s2vc_server import errors
+    from s2vc_server.http_errors import ERROR_RESPONSES, STATUS, status_of
 
     kinds = [k for k in vars(errors).values() if isinstance(k, type) and issubclass(k, errors.Refusal) and k is not errors.Refusal]
     assert set(kinds) == set(STATUS)
     assert all(status_of(kind("x")) in ERROR_RESPONSES for kind in kinds)
+
+
+def test_pyproject_installs_every_folder_under_the_prefix() -> None:
+    import tomllib
+
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert setuptools["package-dir"] == {f"s2vc_{name}": name for name in MAPPED}
+    packages = {p for p in sources() if (ROOT / p.replace(".", "/") / "__init__.py").is_file() and p.split(".")[0] in PACKAGES}
+    assert set(setuptools["packages"]) == {".".join(filter(None, (f"s2vc_{p.split('.')[0]}" if p.split(".")[0] in MAPPED else p.split(".")[0],
+                                                                  *p.split(".")[1:]))) for p in packages}
+
+
+def test_outside_the_checkout_only_the_prefixed_names_import(tmp_path) -> None:
+    """After ``make install``: ``import server`` fails outside the repository, ``import s2vc_server`` works."""
+    from importlib import metadata
+
+    try:
+        metadata.distribution("s2vc")
+    except metadata.PackageNotFoundError:
+        pytest.skip("the project is not installed here (make install)")
+    probe = ("import importlib.util, json, sys; sys.path = [p for p in sys.path if p not in ('', '.')]; "
+             f"print(json.dumps({{n: importlib.util.find_spec(n) is not None for n in {[*MAPPED, *(f's2vc_{m}' for m in MAPPED), 's2vc']!r}}}))")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    found = json.loads(subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True,
+                                      check=True, timeout=60).stdout)
+    assert found == {**{name: False for name in MAPPED}, **{f"s2vc_{name}": True for name in MAPPED}, "s2vc": True}

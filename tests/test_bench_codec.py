@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from evaluation.bench_codec import network_gflop, pair_gflop
+from s2vc_evaluation.bench_codec import network_gflop, pair_gflop
 from s2vc.model import build_model
 from s2vc.presets import get_preset
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 import yaml
 
-from server.launcher import free_port
+from s2vc_server.launcher import free_port
 
 from .test_server_common import KEY, server_fixture
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from engines import EngineUnavailableError, engine_names, load_engine
-from engines.base import Engine
+from s2vc_engines import EngineUnavailableError, engine_names, load_engine
+from s2vc_engines.base import Engine
 from s2vc.graphs import SPECS
 from s2vc.codec import Codec
 from s2vc.errors import StateMismatchError

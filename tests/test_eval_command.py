@@ -40,8 +40,8 @@ def test_the_shipped_model_codes_below_its_autoencoder_ceiling():
     """The ceiling is the VAE's own round trip at the source size, and the trained codec stays under it."""
     import numpy as np
 
-    from evaluation.evaluate import autoencoder_roundtrip, load_frames
-    from evaluation.metrics import psnr
+    from s2vc_evaluation.evaluate import autoencoder_roundtrip, load_frames
+    from s2vc_evaluation.metrics import psnr
     from s2vc.checkpoint import load_model
     from s2vc.codec import Codec
 
@@ -62,7 +62,7 @@ def test_the_shipped_model_codes_below_its_autoencoder_ceiling():
 
 
 def test_anchor_range_follows_the_tested_curve():
-    from evaluation.evaluate import matched_range
+    from s2vc_evaluation.evaluate import matched_range
 
     assert matched_range([0.02, 0.07, 0.04], (0.005, 0.15)) == pytest.approx((0.02 / 1.4, 0.07 * 1.4))
     assert matched_range([0.004, 0.2], (0.005, 0.15)) == (0.005, 0.15)  # clipped to the limits

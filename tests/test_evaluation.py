@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evaluation import bdrate, metrics
-from evaluation.anchors import ANCHORS, encode_anchor, sweep_to_bpp
+from s2vc_evaluation import bdrate, metrics
+from s2vc_evaluation.anchors import ANCHORS, encode_anchor, sweep_to_bpp
 
 FOREMAN = Path(__file__).resolve().parent / "fixtures" / "clips" / "foreman_352x288.h264"  # a cut kept in the repository
 
@@ -276,7 +276,7 @@ def test_other_pyav_anchors_are_low_delay(foreman, anchor):
 
 
 def test_vvenc_anchor_or_clear_error(foreman):
-    from evaluation.anchors import AnchorUnavailableError
+    from s2vc_evaluation.anchors import AnchorUnavailableError
 
     if metrics.find_ffmpeg(require_encoder="libvvenc") is None:
         with pytest.raises(AnchorUnavailableError, match="libvvenc"):

@@ -11,10 +11,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from engines.onnx_export import export_onnx
-from engines.onnx_store import ExportStore
-from engines.profiles import BUCKETS, bucket_for, parse_buckets, profile_for
-from engines.tensorrt_build import EngineCache, EngineKey, TensorRTMissingError, build_or_load, import_tensorrt
+from s2vc_engines.onnx_export import export_onnx
+from s2vc_engines.onnx_store import ExportStore
+from s2vc_engines.profiles import BUCKETS, bucket_for, parse_buckets, profile_for
+from s2vc_engines.tensorrt_build import EngineCache, EngineKey, TensorRTMissingError, build_or_load, import_tensorrt
 from s2vc.graphs import SPECS
 from s2vc.cli import app
 from s2vc.errors import ModelMismatchError
@@ -222,7 +222,7 @@ def test_stale_engine_is_rebuilt_not_loaded_and_the_guard_says_what_to_install(t
 
 @pytest.mark.skipif(not (HAS_TENSORRT and torch.cuda.is_available()), reason="needs tensorrt (pip install 's2vc[gpu]') and a CUDA GPU")
 def test_tensorrt_build_and_cache(lora_model, tmp_path):
-    from engines.tensorrt_build import EngineBuilder
+    from s2vc_engines.tensorrt_build import EngineBuilder
 
     store = ExportStore(tmp_path / "onnx", lora_model)
     builder = EngineBuilder(store, tmp_path / "trt")

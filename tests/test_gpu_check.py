@@ -1,4 +1,4 @@
-"""``python -m evaluation.gpu_check --smoke``: the GPU check's every phase on the CPU, so the command cannot rot before a
+"""``python -m s2vc_evaluation.gpu_check --smoke``: the GPU check's every phase on the CPU, so the command cannot rot before a
 GPU runs it; and the GPU machine's install (deploy/gpu/requirements.txt) covers every package the check imports."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from evaluation import gpu_check
+from s2vc_evaluation import gpu_check
 
 ROOT = Path(__file__).resolve().parents[1]
 REQUIREMENTS = ROOT / "deploy" / "gpu" / "requirements.txt"
@@ -118,8 +118,8 @@ def _hidden(name, path=None, target=None):  # not found at all, so availability 
     return None if name.split(".")[0] in BLOCKED else _find_spec(name, path, target)
 importlib.machinery.PathFinder.find_spec = staticmethod(_hidden)
 import numpy as np
-import evaluation.gpu_check, s2vc.checkpoint, s2vc.graphs
-from engines import load_engine
+import s2vc_evaluation.gpu_check, s2vc.checkpoint, s2vc.graphs
+from s2vc_engines import load_engine
 from s2vc.codec import Codec
 from s2vc.model import build_model
 from s2vc.presets import TINY

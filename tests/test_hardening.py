@@ -415,7 +415,7 @@ def test_help_and_input_errors_answer_before_torch_loads(tmp_path, args):
 
 def test_live_errors_ask_for_an_i_frame_file_errors_do_not():
     """Issue 17.1: ask for an I-frame only in a live call (HTTP streams, WebRTC), never for a file."""
-    from server.stream_io import live_text
+    from s2vc_server.stream_io import live_text
 
     exc = StateMismatchError("frame 3 (P unit) cannot be decoded here", frame_index=3)
     assert "request an I-frame" in live_text(exc) and "I-frame" not in str(exc)

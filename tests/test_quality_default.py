@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from evaluation.crops import mean_signed_error, psnr, s2vc_decoded
-from evaluation.evaluate import load_frames
+from s2vc_evaluation.crops import mean_signed_error, psnr, s2vc_decoded
+from s2vc_evaluation.evaluate import load_frames
 from s2vc.checkpoint import load_model
 
 from .conftest import clip

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from server.app import create_app
-from server.auth import Auth, banner
-from server.settings import Settings
+from s2vc_server.app import create_app
+from s2vc_server.auth import Auth, banner
+from s2vc_server.settings import Settings
 
 
 def test_banner_with_a_generated_key(tmp_path, capsys):

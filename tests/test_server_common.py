@@ -16,7 +16,7 @@ import torch
 from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
-from clients import S2VCClient
+from s2vc_clients import S2VCClient
 from s2vc.checkpoint import load_model
 from s2vc.cli import app as cli_app
 from s2vc.codec import Codec
@@ -24,7 +24,7 @@ from s2vc.model import build_model
 from s2vc.pipeline import decode_stream, encode_frames
 from s2vc.presets import TINY
 from s2vc.video_io import VideoReader, VideoWriter
-from server.launcher import LocalServer
+from s2vc_server.launcher import LocalServer
 
 from .conftest import clip
 

@@ -6,7 +6,7 @@ import secrets
 
 import httpx
 
-from server.ids import new_id
+from s2vc_server.ids import new_id
 
 from .test_server_common import KEY, server_fixture
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from server.jobs import JobStore
+from s2vc_server.jobs import JobStore
 
 JOB = "a" * 32
 

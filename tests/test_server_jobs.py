@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from clients import S2VCClient, ServerError
+from s2vc_clients import S2VCClient, ServerError
 
 from .test_server_common import KEY, cli, client_fixture, frames, server_fixture, write_video
 

@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from clients import StreamReply
-from clients.duplex import post_frames
+from s2vc_clients import StreamReply
+from s2vc_clients.duplex import post_frames
 from s2vc.bitstream import UnitType, read_stream
 from s2vc.transport.streams import frame_to_bytes
 

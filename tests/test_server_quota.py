@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from clients import S2VCClient, ServerError
+from s2vc_clients import S2VCClient, ServerError
 
 from .test_server_common import server_fixture
 

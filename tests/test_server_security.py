@@ -9,9 +9,9 @@ import time
 import httpx
 import pytest
 
-from clients import ServerError
-from server.auth import Auth
-from server.settings import Settings
+from s2vc_clients import ServerError
+from s2vc_server.auth import Auth
+from s2vc_server.settings import Settings
 from s2vc.transport.streams import frame_to_bytes
 
 from .test_server_common import KEY, client_fixture, frames, local_encode, server_fixture, write_video

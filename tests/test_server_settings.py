@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from s2vc.cli import app as cli_app
-from server.settings import Settings, load_settings
+from s2vc_server.settings import Settings, load_settings
 
 
 def test_environment_overrides_the_file_and_flags_override_both(tmp_path, monkeypatch):

@@ -9,12 +9,12 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from server.errors import Gone, NotFound, QuotaExceeded, Unavailable
-from server.http_errors import install, status_of
-from server.ids import Tombstones
-from server.metrics import Metrics
-from server.settings import load_settings
-from server.slots import SlotPool
+from s2vc_server.errors import Gone, NotFound, QuotaExceeded, Unavailable
+from s2vc_server.http_errors import install, status_of
+from s2vc_server.ids import Tombstones
+from s2vc_server.metrics import Metrics
+from s2vc_server.settings import load_settings
+from s2vc_server.slots import SlotPool
 
 
 def test_a_full_pool_refuses_newcomers_and_keeps_its_holders(tmp_path):

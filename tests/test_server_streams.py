@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from clients import ServerError
+from s2vc_clients import ServerError
 from s2vc.bitstream import UnitType, read_stream
 from s2vc.transport.streams import frame_bytes, frame_to_bytes
 

@@ -14,8 +14,8 @@ import torch
 from s2vc.checkpoint import load_checkpoint
 from s2vc.codec import Codec
 from s2vc.video_io import VideoReader
-from training.codec_forward import code_sequence, gaussian_bits
-from training.trainer import TrainConfig, Trainer, trainable_parameters
+from s2vc_training.codec_forward import code_sequence, gaussian_bits
+from s2vc_training.trainer import TrainConfig, Trainer, trainable_parameters
 
 
 def carphone_clip(frames: int = 2, crop: int = 64) -> torch.Tensor:

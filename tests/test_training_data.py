@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from training.data import (
+from s2vc_training.data import (
     KINDS,
     ClipDataset,
     MissingSourceError,

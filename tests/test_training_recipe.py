@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.corpus_pack import pack, unpack
-from training.data import ClipDataset, build_corpus
-from training.recipe import load_recipe, progress, run_recipe, seed_from_kit, write_kit
+from s2vc_training.corpus_pack import pack, unpack
+from s2vc_training.data import ClipDataset, build_corpus
+from s2vc_training.recipe import load_recipe, progress, run_recipe, seed_from_kit, write_kit
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGE = dict(batch=1, crop=64, lr=1e-3, w_adv=0.0, log_every=1, checkpoint_every=100, num_rates=2)
@@ -63,9 +63,9 @@ def test_kit_carries_an_unfinished_stage_to_another_machine(tmp_path, corpus, re
     first = tmp_path / "first"
     run_recipe({**spec, "stages": spec["stages"][:1]}, first, corpus, log=lambda m: None)  # only the VAE here
     # the intra stage stops after one step, as a slot whose time ran out
-    from training.recipe import stage_config
-    from training.loop import batch_iterator
-    from training.trainer import TrainConfig, Trainer
+    from s2vc_training.recipe import stage_config
+    from s2vc_training.loop import batch_iterator
+    from s2vc_training.trainer import TrainConfig, Trainer
 
     cfg = TrainConfig(**{**stage_config(spec, 1, first, "cpu"), "max_minutes": 1e-9})
     Trainer(cfg, batch_iterator(ClipDataset(corpus, frames=1, crop=64, seed=0), 1, 0)).fit()

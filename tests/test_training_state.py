@@ -10,8 +10,8 @@ import torch
 from typer.testing import CliRunner
 
 from s2vc.cli import app
-from training.compact import load_compact, read_run, save_compact
-from training.trainer import TrainConfig, Trainer, trainable_parameters
+from s2vc_training.compact import load_compact, read_run, save_compact
+from s2vc_training.trainer import TrainConfig, Trainer, trainable_parameters
 
 from .test_training import carphone_clip, fixed_batches
 

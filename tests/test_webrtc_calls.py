@@ -13,14 +13,14 @@ import httpx
 import numpy as np
 import pytest
 
-from clients.call import CallPeer, FramesTrack
-from clients.errors import ServerError
+from s2vc_clients.call import CallPeer, FramesTrack
+from s2vc_clients.errors import ServerError
 from s2vc.bitstream import UnitType
 from s2vc.transport.calls import Control
 from s2vc.checkpoint import load_model
 from s2vc.codec import Codec
 from s2vc.transport.ice import restrict_host_addresses
-from server.webrtc import network
+from s2vc_server.webrtc import network
 
 from .test_server_common import KEY, _foreman, metric_value, server_fixture, torch_threads
 
@@ -266,7 +266,7 @@ def test_client_cli_streams_jobs_and_calls(server, frames, tmp_path):
     def client(*args: str) -> subprocess.CompletedProcess:
         import os
 
-        done = subprocess.run([sys.executable, "-m", "clients", *args], capture_output=True, text=True, timeout=150, env={**os.environ, **env})
+        done = subprocess.run([sys.executable, "-m", "s2vc_clients", *args], capture_output=True, text=True, timeout=150, env={**os.environ, **env})
         assert done.returncode == 0, done.stderr
         return done
 
@@ -322,7 +322,7 @@ def _p_frame_kbps(codec, frames, rate: int, fps: float) -> float:
 
 
 def test_calls_and_streams_share_the_session_slots(server, frames):
-    from clients import S2VCClient
+    from s2vc_clients import S2VCClient
 
     with S2VCClient(server.url, KEY) as client:
         streams = [client.open_stream(width=64, height=64) for _ in range(6)]  # max_sessions=6: every slot taken

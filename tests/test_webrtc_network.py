@@ -7,7 +7,7 @@ import aioice.ice
 import pytest
 
 from s2vc.transport.ice import refuse_checks_from_elsewhere, restrict_host_addresses
-from server.webrtc.network import filter_candidates, rtc_configuration
+from s2vc_server.webrtc.network import filter_candidates, rtc_configuration
 
 OFFER = "\r\n".join([
     "v=0",
@@ -63,7 +63,7 @@ def test_ice_servers_come_from_the_setting():
 
 
 def test_webrtc_settings_are_checked(monkeypatch):
-    from server.settings import Settings
+    from s2vc_server.settings import Settings
 
     monkeypatch.setenv("S2VC_WEBRTC_HOSTS", "127.0.0.1, ::1")
     monkeypatch.setenv("S2VC_WEBRTC_ICE_SERVERS", '[{"urls": "stun:stun.example.com:3478"}]')

@@ -35,4 +35,4 @@ if todo:
     subprocess.check_call([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", "--find-links", wheels, *todo])
 PYEOF
 "$PY" -m pip install --quiet --no-deps --no-index --find-links "$WHEELS" -e "$ROOT"
-"$PY" -c "import torch, diffusers, constriction, s2vc.codec, engines; from engines import engine_names; print('install.sh: torch', torch.__version__, 'CUDA', torch.version.cuda, '| diffusers', diffusers.__version__, '| engines', engine_names())"
+"$PY" -c "import torch, diffusers, constriction, s2vc.codec, s2vc_engines; from s2vc_engines import engine_names; print('install.sh: torch', torch.__version__, 'CUDA', torch.version.cuda, '| diffusers', diffusers.__version__, '| engines', engine_names())"
