@@ -1,5 +1,6 @@
-"""Clients of the s2vc server: the Python SDK (:mod:`clients.sdk`), full-duplex stream requests
-(:mod:`clients.duplex`) and the load generator (:mod:`clients.loadgen`). They talk to the server only over HTTP."""
+"""Clients of the s2vc server (installed as ``s2vc_clients``): the Python SDK (:mod:`clients.sdk`), full-duplex
+stream requests (:mod:`clients.duplex`), the native WebRTC peer (:mod:`clients.call`) and the load generator
+(:mod:`clients.loadgen`). They talk to the server only over the wire."""
 
 from .errors import JobFailed, ServerError
 from .sdk import S2VCClient, StreamReply

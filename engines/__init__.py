@@ -8,8 +8,11 @@ runtime and a third party can add one.
     engine = load_engine("onnxruntime", model, device="cpu")
     codec = Codec(engine)
 
-Every engine is an :class:`~engines.base.Engine`: the protocol plus ``name``, ``device`` and ``info()``. Built in: ``torch`` (:mod:`engines.torch_engine`), ``onnxruntime``
-(:mod:`engines.onnxruntime_engine`), ``tensorrt`` (:mod:`engines.tensorrt_engine`).
+Every engine is an :class:`~engines.base.Engine`: the protocol plus ``name``, ``device`` and ``info()``. Built in:
+``torch`` (:mod:`engines.torch_engine`), ``onnxruntime`` (:mod:`engines.onnxruntime_engine`), ``tensorrt``
+(:mod:`engines.tensorrt_engine`). The graphs they run are those of :mod:`s2vc.graphs`; the onnxruntime and TensorRT
+engines export and build them on first use (:mod:`engines.onnx_store`, :mod:`engines.tensorrt_build`). Installed
+as ``s2vc_engines``.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
@@ -65,12 +66,23 @@ def test_merged_lora_matches_peft(adapter):
     assert torch.equal(again, out)
 
 
-def test_merged_forwards_are_removed_after_the_call():
+def test_a_merged_call_leaves_other_calls_alone():
+    """Nothing is swapped: a PEFT-path call after a fast one is PEFT's, and fast calls of both adapters in two
+    threads at once give what each gives alone."""
     unet = _unet()
     f_pix, tokens = _inputs()
     with torch.inference_mode():
-        unet(f_pix, tokens, None, "iframe")
-    assert all("forward" not in layer.__dict__ for layer in unet.lora_layers())
+        alone = {a: unet(f_pix, tokens, None, a)[0] for a in ("iframe", "pframe")}
+    peft, _ = _peft(unet, f_pix, tokens, None, "pframe")
+    _close(alone["pframe"], peft)
+
+    def run(adapter: str) -> torch.Tensor:
+        with torch.inference_mode():
+            return unet(f_pix, tokens, None, adapter)[0]
+
+    with ThreadPoolExecutor(2) as pool:
+        together = dict(zip(("iframe", "pframe"), pool.map(run, ("iframe", "pframe"))))
+    assert all(torch.equal(together[a], alone[a]) for a in alone)
 
 
 def test_fast_path_only_without_autograd_and_in_eval():

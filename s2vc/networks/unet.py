@@ -22,6 +22,9 @@ LoRA-wrapped layer runs as one plain conv/linear with the adapter merged into a 
 (W + B·A·α/r), instead of PEFT's base + A + B wrapper. The copies are kept per adapter and rebuilt when any
 LoRA-layer tensor changes (in-place update, reload, device/dtype move) or the module goes back to train mode; the
 state dict is untouched. Results equal the PEFT path up to float rounding (the tests bound the difference).
+Nothing is swapped per call: each LoRA layer's forward is, once and for all, a :class:`_LoRADispatch` that takes
+the merged copy a call has put in a context variable, else PEFT's forward; so calls in other threads, with other
+adapters or with autograd, are never affected by one another.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from __future__ import annotations
 import copy
 import threading
 import warnings
+from contextvars import ContextVar
 from typing import Any, Callable, Sequence
 
 import torch
@@ -141,6 +145,24 @@ class MotionFusionBlock(nn.Module):
 
 MERGED_INFERENCE_MAX_PARAMS = 100_000_000  # default limit for the merged-LoRA inference path (see CodecUNet)
 
+#: The merged forwards of the fast-path call running in this thread/task: id(LoRA layer) -> forward.
+_MERGED_CALL: ContextVar[dict[int, Callable[..., torch.Tensor]] | None] = ContextVar("s2vc_merged_lora", default=None)
+
+
+class _LoRADispatch:
+    """A LoRA layer's forward: the merged copy of the fast-path call running now (:data:`_MERGED_CALL`), else
+    PEFT's own forward (base + B·A)."""
+
+    def __init__(self, layer: BaseTunerLayer) -> None:
+        self.layer = layer
+
+    def __call__(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        merged = _MERGED_CALL.get()
+        fn = merged.get(id(self.layer)) if merged is not None else None
+        if fn is not None:
+            return fn(x)
+        return type(self.layer).forward(self.layer, x, *args, **kwargs)
+
 
 class CodecUNet(nn.Module):
     """Single-step codec U-Net (ε-prediction at t = 999, returns x0)."""
@@ -228,9 +250,11 @@ class CodecUNet(nn.Module):
         # Merged copies cost one extra copy of every LoRA-targeted weight per adapter: worth it for small models
         # on CPU (PEFT's per-layer overhead dominates), not for the official U-Net (≈ +6.8 GB in fp32). Toggle freely.
         self.merged_inference = sum(p.numel() for p in self.parameters()) <= MERGED_INFERENCE_MAX_PARAMS
-        self._merge_lock = threading.RLock()
-        self._merged: dict[str, list[Callable[..., torch.Tensor]]] = {}
+        self._merge_lock = threading.RLock()  # guards the cache of merged copies (not the calls)
+        self._merged: dict[str, dict[int, Callable[..., torch.Tensor]]] = {}
         self._merged_key: tuple | None = None
+        for layer in self._lora_layers:
+            layer.forward = _LoRADispatch(layer)
         self._views: dict[str, AdaptedUNet] = {}  # a plain dict: the views are not submodules
 
     # ------------------------------------------------------------------ pickling / copying
@@ -322,29 +346,32 @@ class CodecUNet(nn.Module):
         self.clear_merged_cache()
         return super()._apply(fn, recurse)
 
-    def _merged_forwards(self, adapter: str) -> list[Callable[..., torch.Tensor]]:
-        key = self._weights_key()
-        if key != self._merged_key:
-            self._merged = {}
-            self._merged_key = key
-        fns = self._merged.get(adapter)
-        if fns is None:
-            fns = []
-            # Plain tensors even when called under inference mode, so the copies can be used in any no-grad mode.
-            with torch.inference_mode(False), torch.no_grad():
-                for layer in self._lora_layers:
-                    base = layer.base_layer
-                    weight = (base.weight + layer.get_delta_weight(adapter).to(base.weight.dtype)).contiguous()
-                    bias = None if base.bias is None else base.bias.detach().clone()
-                    if isinstance(base, nn.Linear):
-                        fns.append(lambda x, *args, _w=weight, _b=bias, **kw: F.linear(x, _w, _b))
-                    elif base.kernel_size == (1, 1) and base.stride == (1, 1) and base.padding == (0, 0) \
-                            and base.groups == 1:
-                        fns.append(lambda x, *args, _w=weight.flatten(1), _b=bias, **kw: _conv1x1(x, _w, _b))
-                    else:
-                        fns.append(lambda x, *args, _c=base, _w=weight, _b=bias, **kw: _c._conv_forward(x, _w, _b))
-            self._merged[adapter] = fns
-        return fns
+    def _merged_forwards(self, adapter: str) -> dict[int, Callable[..., torch.Tensor]]:
+        """The merged forward of every LoRA layer for ``adapter``, by ``id(layer)`` (built once, cached)."""
+        with self._merge_lock:
+            key = self._weights_key()
+            if key != self._merged_key:
+                self._merged = {}
+                self._merged_key = key
+            fns = self._merged.get(adapter)
+            if fns is None:
+                fns = {}
+                # Plain tensors even when called under inference mode, so the copies can be used in any no-grad mode.
+                with torch.inference_mode(False), torch.no_grad():
+                    for layer in self._lora_layers:
+                        base = layer.base_layer
+                        weight = (base.weight + layer.get_delta_weight(adapter).to(base.weight.dtype)).contiguous()
+                        bias = None if base.bias is None else base.bias.detach().clone()
+                        if isinstance(base, nn.Linear):
+                            fn = lambda x, _w=weight, _b=bias: F.linear(x, _w, _b)  # noqa: E731
+                        elif base.kernel_size == (1, 1) and base.stride == (1, 1) and base.padding == (0, 0) \
+                                and base.groups == 1:
+                            fn = lambda x, _w=weight.flatten(1), _b=bias: _conv1x1(x, _w, _b)  # noqa: E731
+                        else:
+                            fn = lambda x, _c=base, _w=weight, _b=bias: _c._conv_forward(x, _w, _b)  # noqa: E731
+                        fns[id(layer)] = fn
+                self._merged[adapter] = fns
+            return fns
 
     def lora_layers(self) -> list[BaseTunerLayer]:
         """The PEFT-wrapped layers (278 for the official widths)."""
@@ -370,16 +397,11 @@ class CodecUNet(nn.Module):
             return self._forward_eps(f_pix, tokens, prev_feats, adapter)
         if adapter not in ADAPTERS:
             raise ValueError(f"unknown adapter {adapter!r}; expected one of {ADAPTERS}")
-        with self._merge_lock:  # the per-layer forwards are swapped for this call only
-            fns = self._merged_forwards(adapter)
-            layers = self._lora_layers
-            try:
-                for layer, fn in zip(layers, fns):
-                    layer.__dict__["forward"] = fn
-                return self._forward_eps(f_pix, tokens, prev_feats, adapter)
-            finally:
-                for layer in layers:
-                    layer.__dict__.pop("forward", None)
+        token = _MERGED_CALL.set(self._merged_forwards(adapter))  # this call's LoRA layers take the merged copies
+        try:
+            return self._forward_eps(f_pix, tokens, prev_feats, adapter)
+        finally:
+            _MERGED_CALL.reset(token)
 
     def _forward_eps(
         self,

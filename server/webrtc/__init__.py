@@ -1,1 +1,2 @@
-"""WebRTC calls (aiortc): signalling, media in and out, the S²VC units on data channels, rooms. docs/webrtc.md."""
+"""WebRTC calls (aiortc): signalling, the peer shell, encoder and decoder sessions, the roles of a call, rooms.
+docs/webrtc.md ("Server side") lists the modules."""
