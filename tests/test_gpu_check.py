@@ -124,7 +124,7 @@ from s2vc.codec import Codec
 from s2vc.model import build_model
 from s2vc.presets import TINY
 codec = Codec(load_engine("torch", build_model(TINY, num_rates=1), device="cpu"))
-frames = evaluation.gpu_check.synthetic_clip(64, 64, 2)
+frames = s2vc_evaluation.gpu_check.synthetic_clip(64, 64, 2)
 enc = dec = codec.new_state(64, 64)
 for frame in frames:
     unit, enc, recon = codec.encode_frame(enc, frame)
