@@ -69,6 +69,26 @@ def test_freeze_unet_trains_the_codec_only(tmp_path):
     assert any(id(p) in trained for p in trainer.model.rate(0).inter.parameters())
 
 
+def test_frozen_parts_of_a_derived_rate_point_stay_equal_and_are_stored_once(tmp_path):
+    from s2vc.checkpoint import save_checkpoint
+
+    frozen = ("inter.feature_extractor", "inter.recon_semantic")
+    cfg = _cfg(tmp_path, "d", stage="inter", frames=2, rate=1, init_rate_from=0, train_unet=False, steps=2, frozen=frozen)
+    trainer = Trainer(cfg, fixed_batches(carphone_clip(2)))
+    trainer.fit()
+    source, derived = trainer.model.rate(0).state_dict(), trainer.model.rate(1).state_dict()
+    kept = [k for k in derived if k.startswith(frozen)]
+    assert kept and all(torch.equal(derived[k], source[k]) for k in kept)
+    assert any(not torch.equal(derived[k], source[k]) for k in derived if k.startswith("inter.encoder"))
+    folder = save_checkpoint(trainer.model, tmp_path / "model", storage_dtype="float16")
+    aliases = json.loads(__import__("safetensors").safe_open(str(next(folder.glob("*.safetensors"))), "pt").metadata()["aliases"])
+    assert {k for k in aliases if ".feature_extractor." in k or ".recon_semantic." in k}
+    with pytest.raises(ValueError, match="no submodule 'inter.nothing'"):
+        trainable_parameters(trainer.model, _cfg(tmp_path, "e", stage="inter", frames=2, frozen=("inter.nothing",)))
+    with pytest.raises(ValueError, match="intra or inter stage"):
+        _cfg(tmp_path, "v", stage="vae", frozen=frozen).validate()
+
+
 def test_cli_continue_from_a_finished_state_says_so(tmp_path):
     trainer = Trainer(_cfg(tmp_path, "done", steps=1), fixed_batches(carphone_clip(1)))
     trainer.fit()

@@ -86,6 +86,9 @@ class TrainConfig:
     checkpoint_minutes: float = 5.0  # also checkpoint when this much wall time passed since the last one
     max_minutes: float | None = None  # stop cleanly after this much wall time (a GPU slot, a session's end)
     train_unet: bool = True  # intra/inter: whether the codec U-Net trains (off: rate points share a trained U-Net)
+    # intra/inter: submodules of the rate point that stay as they are, by name ("inter.feature_extractor"). A rate
+    # point started with init_rate_from keeps them byte-equal to its source, so the checkpoint stores them once.
+    frozen: tuple[str, ...] = ()
     start_step: int = 0  # the step a run continued from a compact state starts at (its schedule and data go on)
     rewarm: int = 0  # steps of learning-rate warm-up after ``start_step`` (a compact state keeps no optimiser moments)
     seed: int = 0
@@ -109,6 +112,8 @@ class TrainConfig:
             raise ValueError("the decoder stage keeps every rate point's networks as they are; init_rate_from would change one")
         if self.rescale_x0 and self.stage not in ("intra", "inter"):
             raise ValueError("rescale_x0 needs the intra or inter stage (it rescales the codec U-Net's output)")
+        if self.frozen and self.stage not in ("intra", "inter"):
+            raise ValueError("frozen names submodules of a rate point: it needs the intra or inter stage")
         if self.reinit_vae and self.stage != "vae":
             raise ValueError("reinit_vae needs the vae stage (the codec networks are trained on the VAE's latent space)")
         if self.max_minutes is not None and self.max_minutes <= 0:
@@ -154,8 +159,16 @@ def trainable_parameters(model: S2VCModel, cfg: TrainConfig) -> list[nn.Paramete
         modules = [nets.inter, nets.unet]
     params = []
     freeze_base = cfg.freeze_base if cfg.freeze_base is not None else model.preset.name == "official"
+    frozen = set()
+    for part in cfg.frozen:
+        try:
+            frozen.update(id(p) for p in nets.get_submodule(part).parameters())
+        except AttributeError:
+            raise ValueError(f"frozen: the rate point has no submodule {part!r} (e.g. 'inter.feature_extractor')") from None
     for module in modules:
         for name, p in module.named_parameters():
+            if id(p) in frozen:
+                continue
             if freeze_base and module is nets.unet and not any(k in name for k in ("lora_", "pframe_motion_fusion", "vae_reduction", "conv_in")):
                 continue  # the SD1.5 base stays frozen
             if module is nets.unet and not cfg.train_unet:
