@@ -53,3 +53,21 @@ def test_alias_to_a_missing_tensor_is_a_clear_error(tmp_path):
     save_file(tensors, str(path), metadata=metadata)
     with pytest.raises(CheckpointError, match="aliases point at tensors"):
         load_checkpoint(folder)
+
+
+def test_export_ships_a_chosen_subset_of_rate_points_in_order(tmp_path):
+    """``training.export --rates 2,0``: the installed model holds those rate points, renumbered 0, 1, bit-equal."""
+    from training.export import main as export
+
+    model = _model(False)
+    save_checkpoint(model, tmp_path / "run", storage_dtype="float32")
+    export([str(tmp_path / "run"), str(tmp_path / "shipped"), "--rates", "2,0", "--dtype", "float32", "--reset-interval", "16"])
+    shipped = load_checkpoint(tmp_path / "shipped")
+    assert shipped.num_rates == 2 and shipped.reset_interval == 16
+    assert shipped.rate_names == [model.rate_names[2], model.rate_names[0]]
+    for new, old in enumerate((2, 0)):
+        for (k, a), (_, b) in zip(shipped.rate(new).state_dict().items(), model.rate(old).state_dict().items()):
+            assert torch.equal(a, b), k
+    with pytest.raises(SystemExit):
+        export([str(tmp_path / "run"), str(tmp_path / "bad"), "--rates", "0,3"])
+    assert not (tmp_path / "bad").exists()
