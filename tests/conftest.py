@@ -1,4 +1,4 @@
-"""Shared fixtures: small models and real clips from ../shared/data (skipped with a reason when absent)."""
+"""Shared fixtures: small models and the short real clips kept in tests/fixtures/clips."""
 
 from __future__ import annotations
 
@@ -10,9 +10,7 @@ import torch
 from s2vc.model import build_model
 from s2vc.presets import TINY
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-CLIPS = SHARED / "data" / "clips"
-MANIFESTS = Path(__file__).resolve().parent / "fixtures" / "manifests"  # copies of ../shared/s2vc-official/manifests
+MANIFESTS = Path(__file__).resolve().parent / "fixtures" / "manifests"  # copies of the official release's manifests
 
 torch.set_num_threads(2)
 
@@ -21,11 +19,10 @@ FIXTURE_CLIPS = Path(__file__).resolve().parent / "fixtures" / "clips"  # short 
 
 
 def clip(name: str) -> Path:
-    if (FIXTURE_CLIPS / name).is_file():
-        return FIXTURE_CLIPS / name
-    path = CLIPS / name
+    """A clip kept in the repository; tests never read files from outside it."""
+    path = FIXTURE_CLIPS / name
     if not path.is_file():
-        pytest.skip(f"{path} is not present (../shared/data holds the real clips)")
+        raise FileNotFoundError(f"{path} is not in the repository; add a short cut of it to tests/fixtures/clips")
     return path
 
 

@@ -1,7 +1,7 @@
 """Issue 17: what a new user and a hostile file hit first. One test (or more) per defect; each failed before the fix.
 
 Everything here runs on the CPU from a plain clone: the fixed-weight golden micro model (tests/golden.py) and
-synthetic frames, no files from ../shared.
+synthetic frames, no files from outside the repository.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from s2vc.networks.inter import InterCodec, checkerboard_masks
 from s2vc.networks.intra import IntraCodec, intra_pass_masks, unet_features
 from s2vc.presets import TINY, IntraWidths, InterWidths
 
-MANIFESTS = Path(__file__).resolve().parent / "fixtures" / "manifests"  # copies of ../shared/s2vc-official/manifests
+MANIFESTS = Path(__file__).resolve().parent / "fixtures" / "manifests"  # copies of the official release's manifests
 SIZES = [(64, 64), (128, 192)]
 
 
