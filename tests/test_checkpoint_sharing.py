@@ -57,7 +57,7 @@ def test_alias_to_a_missing_tensor_is_a_clear_error(tmp_path):
 
 def test_export_ships_a_chosen_subset_of_rate_points_in_order(tmp_path):
     """``training.export --rates 2,0``: the installed model holds those rate points, renumbered 0, 1, bit-equal."""
-    from training.export import main as export
+    from s2vc_training.export import main as export
 
     model = _model(False)
     save_checkpoint(model, tmp_path / "run", storage_dtype="float32")
