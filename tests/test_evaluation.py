@@ -301,3 +301,27 @@ def test_unknown_anchor():
     with pytest.raises(ValueError, match="unknown anchor"):
         encode_anchor([np.zeros((16, 16, 3), np.uint8)], "x266")
     assert "x264-veryslow" in ANCHORS
+
+
+# ------------------------------------------------------------------------------------------------ drift
+
+
+def test_drift_compares_the_first_and_last_frames_of_a_real_coding(tmp_path):
+    """``python -m s2vc_evaluation.drift``: codes for real, decodes the bytes, and reports both ends' mean PSNR."""
+    import json
+
+    from s2vc_evaluation import drift
+
+    out = tmp_path / "drift.json"
+    args = [str(FOREMAN), "--frames", "6", "--window", "2", "--rates", "0"]
+    assert drift.main([*args, "--json", str(out)]) == 0
+    row = json.loads(out.read_text())["rates"][0]
+    per_frame = row["per_frame"]
+    assert row["frames"] == len(per_frame) == 6 and row["rate"] == 0
+    assert row["first"] == pytest.approx(np.mean(per_frame[:2]), abs=1e-2)
+    assert row["last"] == pytest.approx(np.mean(per_frame[-2:]), abs=1e-2)
+    assert row["drop"] == pytest.approx(row["first"] - row["last"], abs=1e-9)
+    assert 0 < row["bpp"] < 1 and len(row["bias"]) == 3
+    assert drift.main([*args, "--max-drop", "-1000"]) == 1  # any result "drops" by more than −1000 dB
+    with pytest.raises(SystemExit):
+        drift.main([str(FOREMAN), "--frames", "6", "--window", "4"])  # two windows of 4 need 8 frames
