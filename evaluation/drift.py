@@ -13,7 +13,6 @@ Prints one line per rate point; ``--max-drop DB`` exits 1 if any rate point lose
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import sys
 from dataclasses import asdict, dataclass
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .crops import mean_signed_error, psnr
+from .crops import mean_signed_error, psnr, s2vc_decoded
 from .evaluate import load_frames
 
 
@@ -40,20 +39,13 @@ class Drift:
 
 def measure(model, frames: list[np.ndarray], rate: int, window: int, fps: float = 25.0, progress=None) -> Drift:
     """Code ``frames`` at ``rate``, decode the bytes, and compare the first and last ``window`` frames' PSNR."""
-    from s2vc.codec import Codec
-    from s2vc.pipeline import decode_stream, encode_frames
-
     if not 1 <= window <= len(frames) // 2:
         raise ValueError(f"window must be between 1 and half the frames ({len(frames) // 2}), got {window}")
-    codec = Codec(model)
+    decoded, num_bytes = s2vc_decoded(model, frames, rate, fps, progress=progress)
     h, w = frames[0].shape[:2]
-    buf = io.BytesIO()
-    encode_frames(codec, frames, buf, codec.sequence_params(w, h, fps, rate), rate=rate, reconstruct=False, progress=progress)
-    _, stream = decode_stream(codec, buf.getvalue())
-    decoded = [f for f, _ in stream]
     per_frame = [psnr(a, b) for a, b in zip(frames, decoded)]
     first, last = float(np.mean(per_frame[:window])), float(np.mean(per_frame[-window:]))
-    return Drift(rate=rate, frames=len(frames), bpp=8 * len(buf.getvalue()) / (w * h * len(frames)),
+    return Drift(rate=rate, frames=len(frames), bpp=8 * num_bytes / (w * h * len(frames)),
                  psnr=float(np.mean(per_frame)), first=first, last=last, drop=first - last,
                  bias=mean_signed_error(frames, decoded), per_frame=[round(p, 3) for p in per_frame])
 

