@@ -43,13 +43,13 @@ def mean_signed_error(reference: list[np.ndarray], decoded: list[np.ndarray]) ->
     return [float(v) for v in diff.reshape(-1, 3).mean(axis=0)]
 
 
-def s2vc_decoded(model, frames: list[np.ndarray], rate: int, fps: float, progress=None) -> tuple[list[np.ndarray], int]:
+def s2vc_decoded(model, frames: list[np.ndarray], rate: int, fps: float, progress=None, **codec_args) -> tuple[list[np.ndarray], int]:
     """``frames`` coded for real at ``rate`` and decoded from the bytes: (decoded frames, stream bytes).
-    ``progress(n)`` is called as frames are encoded."""
+    ``progress(n)`` is called as frames are encoded; ``codec_args`` go to :class:`~s2vc.codec.Codec`."""
     from s2vc.codec import Codec
     from s2vc.pipeline import decode_stream, encode_frames
 
-    codec = Codec(model)
+    codec = Codec(model, **codec_args)
     h, w = frames[0].shape[:2]
     buf = io.BytesIO()
     encode_frames(codec, frames, buf, codec.sequence_params(w, h, fps, rate), rate=rate, reconstruct=False,

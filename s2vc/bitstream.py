@@ -42,6 +42,7 @@ __all__ = [
     "MAX_UNIT_LENGTH",
     "MAX_DIMENSION",
     "FLAG_RESET",
+    "FLAG_OFFSET",
     "UnitType",
     "SequenceParams",
     "Unit",
@@ -77,7 +78,8 @@ UNIT_OVERHEAD = _LEN.size + UNIT_MIN_LENGTH  # 20 bytes around every payload
 MAX_UNIT_LENGTH = 256 * 1024 * 1024  # largest accepted `length` field: hostile lengths are refused up front
 
 FLAG_RESET = 0x01
-_KNOWN_FLAGS = FLAG_RESET
+FLAG_OFFSET = 0x02  # I/P: the payload ends with a latent offset (docs/bitstream.md, "Latent offset")
+_KNOWN_FLAGS = FLAG_RESET | FLAG_OFFSET
 _READ_CHUNK = 1 << 20
 
 
@@ -236,6 +238,8 @@ def _unit_problem(type_, flags, rate, reserved, frame_index, state_check, payloa
         return "flags", f"unknown flag bits {flags & ~_KNOWN_FLAGS:#04x}"
     if flags & FLAG_RESET and type_ != UnitType.P:
         return "flags", f"RESET is only valid on P units, not {type_.name}"
+    if flags & FLAG_OFFSET and type_ not in (UnitType.I, UnitType.P):
+        return "flags", f"OFFSET is only valid on I and P units, not {type_.name}"
     if reserved != 0:
         return "reserved", f"must be 0, got {reserved}"
     if type_ not in (UnitType.I, UnitType.P) and state_check != 0:

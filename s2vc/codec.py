@@ -11,6 +11,9 @@ Frame flow (see ``docs/bitstream.md`` for the payload layout):
 * P-frame: context from the buffer (``ref_feature``, or ``ref_frame`` on a reset) → inter encoder → y, z;
   z with the factorised prior, y in two checkerboard passes; decoder → U-Net (``pframe`` adapter, TCG fusion
   with the previous U-Net features) → x0 → VAE decode.
+* Latent offset (presets with ``latent_offset_step``): a unit may end with one offset per latent channel, the
+  mean of the source latent less the mean of x0; the decoder keeps the last one and adds it to x0 before the
+  output VAE decode only.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import entropy
-from .bitstream import SequenceParams, Unit, UnitType
+from .bitstream import FLAG_OFFSET, FLAG_RESET, SequenceParams, Unit, UnitType
 from .errors import (
     CorruptStreamError,
     InputError,
@@ -48,7 +51,7 @@ ALIGN = 64  # frames are padded to a multiple of this
 INTRA_Y_RANGE = (-255, 255)  # I-frame y symbols (clamped; the release's estimate does not clamp)
 INTER_Y_RANGE = (-128, 127)  # P-frame y symbols, as the release clamps them
 INTER_Z_RANGE = (-128, 127)  # P-frame z symbols (stored as int8 by the release)
-FLAG_RESET = 0x01
+LATENT_OFFSET_MAX = 15  # latent offset symbols lie in -15 .. 15 steps (docs/bitstream.md, "Latent offset")
 MAX_SIDE = 16384
 #: Threads the networks run with whose outputs decoding depends on (everything but the encoder's analysis
 #: transforms and the output VAE decode). A float kernel's reduction order depends on its thread count (the
@@ -122,11 +125,13 @@ class _Symbols:
     z: np.ndarray
     y_passes: list[tuple[np.ndarray, np.ndarray]]  # (symbols, scale indices) per pass
     context: bytes = b""  # the unit's fields that seed the symbol check (:func:`unit_context`)
+    offset: np.ndarray | None = None  # latent offset symbols (one per latent channel), when the unit carries them
 
     def symbol_check(self) -> int:
         """CRC-32 of the unit's context (type, flags, rate, frame index, picture size) and every coded symbol."""
         crc = zlib.crc32(self.context)
-        for a in (self.z, *(symbols for symbols, _ in self.y_passes)):
+        extra = () if self.offset is None else (self.offset,)
+        for a in (self.z, *(symbols for symbols, _ in self.y_passes), *extra):
             crc = zlib.crc32(np.ascontiguousarray(np.asarray(a), dtype="<i4").tobytes(), crc)
         return crc & 0xFFFFFFFF
 
@@ -157,6 +162,10 @@ class Codec:
     ``state_threads``: torch threads of the networks decoding depends on (:data:`STATE_THREADS`; the same on
     both sides, or streams decode only on the thread setting that made them). Every other network uses
     torch's current setting.
+    ``offset_interval`` (models whose preset has a ``latent_offset_step``): the encoder sends the latent offset
+    with every I-frame and with every ``offset_interval``-th P-frame (0: I-frames only; None: never, the stream
+    then decodes as without the tool). A P-frame that sends it costs the encoder one VAE encode; the decoder keeps
+    the last one it received.
     """
 
     def __init__(
@@ -168,6 +177,7 @@ class Codec:
         intra_period: int = 0,
         limits: FrameLimits | None = None,
         state_threads: int | None = STATE_THREADS,
+        offset_interval: int | None = 1,
     ) -> None:
         if reset_interval is None:
             reset_interval = getattr(model, "reset_interval", None) or DEFAULT_RESET_INTERVAL
@@ -175,12 +185,16 @@ class Codec:
             raise ValueError("reset_interval must be at least 1")
         if intra_period < 0:
             raise ValueError("intra_period must be 0 (off) or positive")
+        if offset_interval is not None and offset_interval < 0:
+            raise ValueError("offset_interval must be None (never), 0 (I-frames only) or positive")
         self.model = model
         self.device = torch.device(device) if device is not None else getattr(model, "device", torch.device("cpu"))
         self.reset_interval = reset_interval
         self.intra_period = intra_period
         self.limits = limits if limits is not None else FrameLimits.from_env()
         self.state_threads = state_threads
+        self.offset_interval = offset_interval
+        self.offset_step = float(getattr(model.preset, "latent_offset_step", 0.0))
         self._gaussian = {r: entropy.GaussianModel(*r) for r in (INTRA_Y_RANGE, INTER_Y_RANGE)}
         # when set, called with (stage, seconds, batch size) for the stages vae, networks, unet and entropy
         self.on_stage: StageCallback | None = None
@@ -288,6 +302,7 @@ class Codec:
         nets = self.model.rate(first.rate)
         x = torch.cat([item.x for item in group])
         x0_parts, symbols, new_states = [], [], []
+        latent = None
         if first.intra:
             with self._stage("vae", n):
                 latent = self.model.vae.encode(x)
@@ -324,19 +339,52 @@ class Codec:
                     for i, item in enumerate(group[part])
                 ]
             unit_type, flags = UnitType.P, FLAG_RESET if first.reset else 0
+        x0 = torch.cat(x0_parts)
+        offsets = self._latent_offsets(group, x, latent, x0)
+        item_flags = [flags | (FLAG_OFFSET if offset is not None else 0) for offset in offsets]
+        for i, offset in enumerate(offsets):
+            if offset is not None:
+                symbols[i].offset = offset
+                new_states[i] = new_states[i].replace(latent_offset=self._offset_tensor(offset))
         with self._stage("entropy", n):
-            contexts_bytes = [
-                unit_context(unit_type, flags, item.rate, item.state.frame_index, item.state.width, item.state.height) for item in group
-            ]
-            for sym, ctx in zip(symbols, contexts_bytes):
-                sym.context = ctx
+            for item, sym, item_flag in zip(group, symbols, item_flags):
+                sym.context = unit_context(unit_type, item_flag, item.rate, item.state.frame_index, item.state.width, item.state.height)
             payloads = [self._write_payload(unit_type, sym, first.rate) for sym in symbols]
         units = [
-            Unit(type=unit_type, flags=flags, rate=item.rate, frame_index=item.state.frame_index, state_check=sym.entropy_check(), payload=payload)
-            for item, sym, payload in zip(group, symbols, payloads)
+            Unit(type=unit_type, flags=item_flag, rate=item.rate, frame_index=item.state.frame_index, state_check=sym.entropy_check(), payload=payload)
+            for item, item_flag, sym, payload in zip(group, item_flags, symbols, payloads)
         ]
-        recons = self._reconstruct(torch.cat(x0_parts), [item.state for item in group], exact) if reconstruct else [None] * n
+        recons = self._reconstruct(x0, new_states, exact) if reconstruct else [None] * n
         return [EncodedFrame(*result) for result in zip(units, new_states, recons)]
+
+    def _latent_offsets(self, group: list[_EncodeItem], x: Tensor, latent: Tensor | None, x0: Tensor) -> list[np.ndarray | None]:
+        """Per item, the latent offset symbols it sends, or None: round((mean source latent − mean x0) / step) per
+        channel over the latent cells of the picture (padding excluded), clamped to ±LATENT_OFFSET_MAX."""
+        if not self.offset_step or self.offset_interval is None:
+            return [None] * len(group)
+        sends = [item.intra or (self.offset_interval > 0 and item.state.p_index % self.offset_interval == 0) for item in group]
+        if not any(sends):
+            return [None] * len(group)
+        if latent is None:
+            with self._stage("vae", len(group)):
+                latent = self.model.vae.encode(x)
+        out: list[np.ndarray | None] = []
+        for i, (item, send) in enumerate(zip(group, sends)):
+            if not send:
+                out.append(None)
+                continue
+            h8, w8 = -(-item.state.height // 8), -(-item.state.width // 8)
+            gap = (latent[i, :, :h8, :w8].double() - x0[i, :, :h8, :w8].double()).mean(dim=(1, 2))
+            q = torch.round(gap / self.offset_step).nan_to_num_(0.0).clamp_(-LATENT_OFFSET_MAX, LATENT_OFFSET_MAX)
+            out.append(q.to(torch.int32).cpu().numpy())
+        return out
+
+    def _offset_tensor(self, symbols: np.ndarray) -> Tensor:
+        """Offset symbols → the (1, latent, 1, 1) float32 offset a state keeps."""
+        return torch.from_numpy(symbols.astype(np.float32) * np.float32(self.offset_step)).view(1, -1, 1, 1).to(self.device)
+
+    def _offset_model(self) -> entropy.UniformModel:
+        return entropy.UniformModel([2 * LATENT_OFFSET_MAX + 1] * self.model.preset.vae.latent_channels)
 
     def _intra_synthesis(self, nets, z_hat: Tensor, y: Tensor | None, readers):
         """Decoder side of an I-frame from z_hat: the four y passes, synthesis and U-Net → (passes, x0, feats)."""
@@ -426,6 +474,8 @@ class Codec:
             gauss = self._gaussian[INTER_Y_RANGE]
         for values, idx in symbols.y_passes:
             gauss.encode(enc, values, idx)
+        if symbols.offset is not None:
+            self._offset_model().encode(enc, (symbols.offset + LATENT_OFFSET_MAX).reshape(-1, 1))
         return struct.pack(">I", symbols.symbol_check()) + entropy.encoder_bytes(enc)
 
     def _z_pmf(self, rate: int):
@@ -439,7 +489,9 @@ class Codec:
         return levels
 
     def _after_intra(self, state: StreamState, rate: int, x0: Tensor, feats) -> StreamState:
-        return state.replace(rate=rate, frame_index=state.frame_index + 1, p_index=0, ref_frame=x0, ref_feature=None, unet_feats=tuple(feats))
+        return state.replace(
+            rate=rate, frame_index=state.frame_index + 1, p_index=0, ref_frame=x0, ref_feature=None, unet_feats=tuple(feats), latent_offset=None
+        )
 
     def _after_inter(self, state: StreamState, rate: int, x0: Tensor, feature: Tensor, feats) -> StreamState:
         return state.replace(
@@ -447,7 +499,11 @@ class Codec:
         )
 
     def _reconstruct(self, x0: Tensor, states: Sequence[StreamState], exact: bool) -> list[np.ndarray]:
-        """The output VAE decode (one item at a time when ``exact``), cropped per stream."""
+        """The output VAE decode of x0 plus each stream's latent offset (one item at a time when ``exact``), cropped
+        per stream. ``states`` are the streams' states after this frame."""
+        if any(s.latent_offset is not None for s in states):
+            none = x0.new_zeros(1, x0.shape[1], 1, 1)
+            x0 = x0 + torch.cat([none if s.latent_offset is None else s.latent_offset.to(x0) for s in states])
         pictures = [self._run("vae", len(x0[part]), self.model.vae.decode, x0[part]) for part in _chunks(len(x0), exact)]
         return [tensor_to_frame(row, s.height, s.width) for row, s in zip(_rows(pictures), states)]
 
@@ -503,6 +559,8 @@ class Codec:
             raise UnitOrderError(f"unit for frame {unit.frame_index} arrived after frame {state.frame_index - 1} (repeated or reordered)")
         if len(unit.payload) < 4:
             raise CorruptStreamError(f"{unit.type.name} unit payload of {len(unit.payload)} bytes is shorter than its 4-byte symbol check")
+        if unit.flags & FLAG_OFFSET and not self.offset_step:
+            raise CorruptStreamError(f"frame {unit.frame_index} carries a latent offset, which model {self.model.model_id!r} does not use")
         intra = unit.type == UnitType.I
         if intra:
             if unit.frame_index != state.frame_index:
@@ -543,7 +601,11 @@ class Codec:
                 contexts = [self._run("networks", 1, nets.inter.context, it.state.ref_frame, it.state.ref_feature, first.reset) for it in items]
                 ctx, ctx_t = torch.cat([c for c, _ in contexts]), torch.cat([t for _, t in contexts])
                 y_hat, passes = self._inter_passes(nets, z_hat, ctx_t, None, readers)
-            problems = [self._verify(item, _Symbols(z[i], [p[i] for p in passes])) for i, item in enumerate(items)]
+            offsets = [
+                self._offset_model().decode(dec, 1)[:, 0] - LATENT_OFFSET_MAX if item.unit.flags & FLAG_OFFSET else None
+                for item, dec in zip(items, decoders)
+            ]
+            problems = [self._verify(item, _Symbols(z[i], [p[i] for p in passes], offset=offsets[i])) for i, item in enumerate(items)]
             if all(problems):
                 return problems  # type: ignore[return-value]
             if first.intra:
@@ -554,11 +616,14 @@ class Codec:
         for i, (item, problem) in enumerate(zip(items, problems)):
             if problem is not None:
                 results.append(problem)
-            elif first.intra:
-                results.append((x0[i : i + 1], self._after_intra(item.state, item.rate, x0[i : i + 1], _item_feats(feats, i))))
+                continue
+            if first.intra:
+                new_state = self._after_intra(item.state, item.rate, x0[i : i + 1], _item_feats(feats, i))
             else:
                 new_state = self._after_inter(item.state, item.rate, x0[i : i + 1], feature[i : i + 1], _item_feats(feats, i))
-                results.append((x0[i : i + 1], new_state))
+            if offsets[i] is not None:
+                new_state = new_state.replace(latent_offset=self._offset_tensor(offsets[i]))
+            results.append((x0[i : i + 1], new_state))
         return results
 
     def _verify(self, item: _DecodeItem, symbols: _Symbols) -> S2VCError | None:

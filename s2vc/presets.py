@@ -90,6 +90,12 @@ class Preset:
     # Round the Gaussian means to a 1/256 grid before quantising (s2vc.entropy.round_means). The release does not;
     # checkpoints written before this field existed did (``from_dict`` keeps that for them).
     round_means: bool = False
+    # Signalled latent offset, a coding tool with no weights (docs/bitstream.md, "Latent offset"): an I or P unit
+    # may carry, per latent channel, how far the mean of the frame's source latent lies from the mean of the x0 the
+    # decoder synthesises, in steps of this size; the decoder adds it to x0 before the output VAE decode (never to
+    # the reference). It removes the colour cast of a model that cannot keep each picture's mean colour on its own.
+    # 0 = off (the release).
+    latent_offset_step: float = 0.0
 
     def __post_init__(self) -> None:
         latent = self.vae.latent_channels
@@ -105,6 +111,8 @@ class Preset:
         if self.vae.patch_size < 1 or stride != 8:
             raise ValueError(f"preset {self.name!r}: the VAE latent must be at /8 of the frame, but vae.patch_size={self.vae.patch_size} "
                              f"with {len(self.vae.block_out_channels)} blocks puts it at /{stride}")
+        if not 0.0 <= self.latent_offset_step <= 1.0:
+            raise ValueError(f"preset {self.name!r}: latent_offset_step must be 0 (off) .. 1, got {self.latent_offset_step}")
         if self.unet.prediction not in PREDICTIONS:
             raise ValueError(f"preset {self.name!r}: unet.prediction must be one of {PREDICTIONS}, got {self.unet.prediction!r}")
 
@@ -130,6 +138,7 @@ class Preset:
             unet=build(UNetWidths, data.get("unet", {})),
             vae=build(VAEWidths, data.get("vae", {})),
             round_means=bool(data.get("round_means", True)),  # absent: written before the field, which rounded
+            latent_offset_step=float(data.get("latent_offset_step", 0.0)),
         )
 
     def to_json(self) -> str:
@@ -152,7 +161,9 @@ TINY = Preset(
     #   1/64 of what it costs at full resolution;
     # * the U-Net predicts x0 directly: at t = 999 the release's ε-parametrisation multiplies every error of ε by
     #   √((1-ᾱ)/ᾱ) ≈ 14.6, which a model trained from scratch cannot afford;
-    # * means rounded to a 1/256 grid before quantisation (the release does not round).
+    # * means rounded to a 1/256 grid before quantisation (the release does not round);
+    # * a signalled latent offset in steps of 1/32 (every frame's mean colour: -10 to +19 levels of cast without it,
+    #   within 1.2 on foreman with it; docs/results.md).
     # One attention head in the U-Net (diffusers' ``attention_head_dim`` is the head count for SD1.5 blocks).
     # Random-weight streams must stay finite over tens of P-frames (the inter feature loop is not normalised):
     # re-check with the codec tests after changing any width, since every width reshuffles the seeded initialisation.
@@ -167,6 +178,7 @@ TINY = Preset(
     ),
     vae=VAEWidths(block_out_channels=(64, 128), layers_per_block=1, latent_channels=16, norm_groups=2, attn_window=16, patch_size=4),
     round_means=True,
+    latent_offset_step=1 / 32,
 )
 
 # Version 1 of the tiny preset (widths 8-24, a 4-channel latent, ε-prediction), chosen for a 40 ms round trip: the

@@ -24,6 +24,8 @@ class StreamState:
     * ``ref_feature``: inter-codec decoder feature of the previous P-frame (ch, H/8, W/8); ``None`` after an I-frame.
     * ``unet_feats``: the previous frame's U-Net down-block 0..2 outputs (the TCG diffusion buffer); never reset.
     * ``frame_index``: index of the next frame to code; ``p_index``: P-frames since the last I-frame.
+    * ``latent_offset``: the last latent offset a unit carried (1, latent, 1, 1), added to x0 before the output
+      VAE decode only; ``None`` when the model has none or the last I-frame carried none.
     * ``rate``: rate point of the previous frame; ``width``/``height``: original (unpadded) frame size.
     """
 
@@ -35,6 +37,7 @@ class StreamState:
     ref_frame: Tensor | None = None
     ref_feature: Tensor | None = None
     unet_feats: tuple[Tensor, ...] | None = None
+    latent_offset: Tensor | None = None
 
     @property
     def has_reference(self) -> bool:
@@ -48,7 +51,9 @@ class StreamState:
             return None if t is None else t.to(device)
 
         feats = None if self.unet_feats is None else tuple(f.to(device) for f in self.unet_feats)
-        return self.replace(ref_frame=move(self.ref_frame), ref_feature=move(self.ref_feature), unet_feats=feats)
+        return self.replace(
+            ref_frame=move(self.ref_frame), ref_feature=move(self.ref_feature), unet_feats=feats, latent_offset=move(self.latent_offset)
+        )
 
     def check(self) -> int:
         """A 32-bit check of the decoder state that the next P-frame is coded against.

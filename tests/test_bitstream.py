@@ -188,7 +188,8 @@ def test_unit_roundtrip():
     [
         {"type": 9},
         {"type": B.UnitType.I, "flags": B.FLAG_RESET},
-        {"type": B.UnitType.P, "flags": 2},
+        {"type": B.UnitType.P, "flags": 4},
+        {"type": B.UnitType.SEQ, "flags": B.FLAG_OFFSET, "payload": B.pack_params(PARAMS)},
         {"type": B.UnitType.SEQ, "state_check": 1, "payload": B.pack_params(PARAMS)},
         {"type": B.UnitType.END, "payload": b"x"},
         {"type": B.UnitType.SEQ, "payload": b"short"},
