@@ -191,6 +191,11 @@ def encode(
         None, "--reset-interval", min=1, help="P-frames between context re-anchors (default: the model's recommendation, else 32 as the release)."
     ),
     intra_period: int = typer.Option(0, "--intra-period", min=0, help="An I-frame every N frames (0: only the first)."),
+    offset_interval: Optional[int] = typer.Option(
+        None, "--offset-interval", min=0,
+        help="Models with a latent offset (the tiny default): send it with every I-frame and every Nth P-frame (default 8; 0: I-frames only). "
+        "It keeps each picture's mean colour; a P-frame that sends it costs the encoder one VAE encode.",
+    ),
     device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
     engine: str = typer.Option("torch", "--engine", help=ENGINE_HELP),
     threads: Optional[int] = typer.Option(None, "--threads", "-t", min=1, help=THREADS_HELP),
@@ -213,7 +218,10 @@ def encode(
 
         _set_threads(threads)
         m = _load(model, device, rates=None if target_kbps else [rate])
-        codec = Codec(_engine(m, engine, device), device, reset_interval=reset_interval, intra_period=intra_period, limits=limits)
+        codec = Codec(
+            _engine(m, engine, device), device, reset_interval=reset_interval, intra_period=intra_period, limits=limits,
+            **({} if offset_interval is None else {"offset_interval": offset_interval}),
+        )
         info = reader.info
         params = codec.sequence_params(info.width, info.height, info.fps, rate)
         codec.check_sequence(params)  # a rate point the model lacks is an error before any frame is read

@@ -69,7 +69,10 @@ class Runtime:
                 log.info("loading model %r (%s) with engine %s on %s", name, spec or "the shipped default", s.engine, s.device)
                 networks = load_engine(s.engine, load_model(spec, device=s.device), device=s.device)
                 limits = FrameLimits(max_width=s.max_width, max_height=s.max_height, max_pixels=s.max_frame_pixels)
-                codec = Codec(networks, s.device, reset_interval=s.reset_interval, intra_period=s.intra_period, limits=limits)
+                codec = Codec(
+                    networks, s.device, reset_interval=s.reset_interval, intra_period=s.intra_period, limits=limits,
+                    **({} if s.offset_interval is None else {"offset_interval": s.offset_interval}),
+                )
                 served = ServedModel(name, codec)
                 self._warm_up(served)
                 codec.on_stage = self.metrics.on_stage  # after the warm-up, so it does not count
