@@ -193,7 +193,7 @@ def encode(
     intra_period: int = typer.Option(0, "--intra-period", min=0, help="An I-frame every N frames (0: only the first)."),
     offset_interval: Optional[int] = typer.Option(
         None, "--offset-interval", min=0,
-        help="Models with a latent offset (the tiny default): send it with every I-frame and every Nth P-frame (default 8; 0: I-frames only). "
+        help="Models with a latent offset (the tiny default): send it with every I-frame and every Nth P-frame (default 4; 0: I-frames only). "
         "It keeps each picture's mean colour; a P-frame that sends it costs the encoder one VAE encode.",
     ),
     device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),

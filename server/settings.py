@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     threads: int | None = Field(None, ge=1, description="CPU threads for torch (default: torch's choice).")
     reset_interval: int | None = Field(None, ge=1, description="P-frames between context re-anchors; unset: the model's recommendation, else 32 (as `s2vc encode`).")
     intra_period: int = Field(0, ge=0, description="An I-frame every N frames; 0 = only the first (as `s2vc encode`).")
-    offset_interval: int | None = Field(None, ge=0, description="Models with a latent offset: send it with every I-frame and every Nth P-frame; 0 = I-frames only; unset: the codec's default, 8 (as `s2vc encode`).")
+    offset_interval: int | None = Field(None, ge=0, description="Models with a latent offset: send it with every I-frame and every Nth P-frame; 0 = I-frames only; unset: the codec's default, 4 (as `s2vc encode`).")
 
     router_id_header: str | None = Field(
         None, description="Adopt new stream and job ids from this header set by a trusted router (deploy/k8s: X-Request-ID), "
