@@ -322,6 +322,9 @@ def test_drift_compares_the_first_and_last_frames_of_a_real_coding(tmp_path):
     assert row["last"] == pytest.approx(np.mean(per_frame[-2:]), abs=1e-2)
     assert row["drop"] == pytest.approx(row["first"] - row["last"], abs=1e-9)
     assert 0 < row["bpp"] < 1 and len(row["bias"]) == 3
+    # the last window again from a fresh I-frame: another coding of the same frames, so another figure
+    assert row["fresh"] != row["last"] and row["decay"] == pytest.approx(row["fresh"] - row["last"], abs=1e-9)
     assert drift.main([*args, "--max-drop", "-1000"]) == 1  # any result "drops" by more than −1000 dB
+    assert drift.main([*args, "--max-decay", "-1000"]) == 1
     with pytest.raises(SystemExit):
         drift.main([str(FOREMAN), "--frames", "6", "--window", "4"])  # two windows of 4 need 8 frames
