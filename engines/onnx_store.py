@@ -8,6 +8,7 @@ The default location is ``$S2VC_CACHE_DIR`` (else ``~/.cache/s2vc``) ``/onnx/<we
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -29,8 +30,11 @@ def cache_root() -> Path:
     return Path(os.environ.get("S2VC_CACHE_DIR") or Path.home() / ".cache" / "s2vc")
 
 
-def default_store_dir(weight_hash: bytes, precision: str) -> Path:
-    return cache_root() / "onnx" / weight_hash.hex() / precision
+def default_store_dir(model, precision: str) -> Path:
+    """The cache folder of ``model``'s graphs: keyed by its weight hash and its preset (the same weights under
+    another preset, such as one that gained a coding tool, are another model to the graphs' manifest)."""
+    preset = hashlib.sha256(json.dumps(model.preset.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
+    return cache_root() / "onnx" / f"{model.weight_hash.hex()}-{preset}" / precision
 
 
 class ExportStore:
@@ -57,7 +61,10 @@ class ExportStore:
             found = json.loads(path.read_text())
             for key in ("format", "weight_hash", "precision", "preset"):
                 if found.get(key) != self.manifest[key]:
-                    theirs, ours = (v.get("name") if key == "preset" else v for v in (found.get(key), self.manifest[key]))
+                    theirs, ours = found.get(key), self.manifest[key]
+                    if key == "preset" and isinstance(theirs, dict):  # name the fields that differ, not the whole preset
+                        fields = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
+                        theirs, ours = ({k: v.get(k) for k in fields} for v in (theirs, ours))
                     raise ModelMismatchError(
                         f"{self.root} holds graphs exported with another {key} ({theirs!r}; this model: {ours!r}); "
                         "export again into an empty folder (s2vc export onnx --out DIR)"

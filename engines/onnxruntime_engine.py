@@ -1,7 +1,7 @@
 """The onnxruntime engine: the exported ONNX graphs in onnxruntime sessions (CPU, CUDA or TensorRT provider).
 
 Graphs come from a folder made by ``s2vc export onnx --out DIR`` (``onnx_dir``) or are exported on first use into
-the cache (:func:`engines.onnx_store.default_store_dir`, keyed by the weight hash and precision). The CPU provider
+the cache (:func:`engines.onnx_store.default_store_dir`, keyed by the weight hash, the preset and the precision). The CPU provider
 ships with the ``onnxruntime`` dependency; the CUDA and TensorRT providers need ``pip install 's2vc[gpu]'``.
 Inputs and outputs are torch tensors on the engine's device.
 
@@ -68,7 +68,7 @@ class OnnxRuntimeEngine(GraphEngine):
             )
         if self.provider != "cpu" and self.device.type != "cuda":
             raise ValueError(f"the {self.provider} provider runs on a CUDA device; pass device='cuda'")
-        self.store = ExportStore(onnx_dir or default_store_dir(self.weight_hash, precision), model, precision)
+        self.store = ExportStore(onnx_dir or default_store_dir(model, precision), model, precision)
         self.options = ort.SessionOptions()
         self.options.graph_optimization_level = OPTIMIZATION_LEVELS[optimization]
         self.options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL

@@ -49,7 +49,7 @@ class TensorRTEngine(GraphEngine):
             raise EngineUnavailableError(f"the tensorrt engine runs on a CUDA device, not {str(device)!r}")
         super().__init__(model, device, precision, networks)
         self.buckets = tuple(buckets)
-        store = ExportStore(onnx_dir or default_store_dir(self.weight_hash, precision), model, precision)
+        store = ExportStore(onnx_dir or default_store_dir(model, precision), model, precision)
         try:
             self.builder = EngineBuilder(store, engine_dir or cache_root() / "tensorrt", max_batch=max_batch, opt_batch=opt_batch,
                                          device_index=device.index or 0)

@@ -144,6 +144,23 @@ def test_store_refuses_other_weights_and_precision(lora_model, tmp_path):
     assert manifest["weight_hash"] == lora_model.weight_hash.hex()
 
 
+def test_same_weights_under_another_preset_get_their_own_cache(lora_model, tmp_path):
+    """A preset that differs only in a coding tool (same weights, same hash) is refused by a store with its field
+    named, and the default cache keeps the two apart."""
+    import dataclasses
+    import types
+
+    from s2vc_engines.onnx_store import default_store_dir
+
+    other = types.SimpleNamespace(model_id=lora_model.model_id, weight_hash=lora_model.weight_hash,
+                                  preset=dataclasses.replace(lora_model.preset, latent_offset_step=0.25))
+    ExportStore(tmp_path, lora_model, "fp32")
+    with pytest.raises(ModelMismatchError, match="latent_offset_step"):
+        ExportStore(tmp_path, other, "fp32")
+    assert default_store_dir(other, "fp32") != default_store_dir(lora_model, "fp32")
+    assert default_store_dir(lora_model, "fp32") == default_store_dir(lora_model, "fp32")
+
+
 # --------------------------------------------------------------------------------------------------- profiles
 def test_buckets_and_profiles():
     assert parse_buckets("640x384, 320x256") == ((320, 256), (640, 384))
