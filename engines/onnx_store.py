@@ -2,8 +2,9 @@
 
 Layout: ``manifest.json`` (model id, weight hash, preset, precision, opset) and one ``<graph>.onnx`` per graph
 (``<network>[.rN][.WxH].onnx``, see :meth:`s2vc.graphs.NetworkSpec.graph_name`), plus ``<graph>.onnx.data``
-for graphs with external weights. A folder made for other weights or another precision is refused, never used.
-The default location is ``$S2VC_CACHE_DIR`` (else ``~/.cache/s2vc``) ``/onnx/<weight hash>/<precision>``.
+for graphs with external weights. A folder made for other weights, another preset or another precision is refused,
+never used. The default location is ``$S2VC_CACHE_DIR`` (else ``~/.cache/s2vc``)
+``/onnx/<weight hash>-<preset digest>/<precision>``.
 """
 
 from __future__ import annotations

@@ -198,6 +198,8 @@ class Codec:
         self.state_threads = state_threads
         self.offset_interval = offset_interval
         self.offset_step = float(getattr(model.preset, "latent_offset_step", 0.0))
+        # the latent offset's symbols: one per latent channel, uniform over -LATENT_OFFSET_MAX..LATENT_OFFSET_MAX
+        self._offset_model = entropy.UniformModel([2 * LATENT_OFFSET_MAX + 1] * model.preset.vae.latent_channels)
         self._gaussian = {r: entropy.GaussianModel(*r) for r in (INTRA_Y_RANGE, INTER_Y_RANGE)}
         # when set, called with (stage, seconds, batch size) for the stages vae, networks, unet and entropy
         self.on_stage: StageCallback | None = None
@@ -386,9 +388,6 @@ class Codec:
         """Offset symbols → the (1, latent, 1, 1) float32 offset a state keeps."""
         return torch.from_numpy(symbols.astype(np.float32) * np.float32(self.offset_step)).view(1, -1, 1, 1).to(self.device)
 
-    def _offset_model(self) -> entropy.UniformModel:
-        return entropy.UniformModel([2 * LATENT_OFFSET_MAX + 1] * self.model.preset.vae.latent_channels)
-
     def _intra_synthesis(self, nets, z_hat: Tensor, y: Tensor | None, readers):
         """Decoder side of an I-frame from z_hat: the four y passes, synthesis and U-Net → (passes, x0, feats)."""
         y_hat, passes, z_semantic = self._intra_passes(nets, z_hat, y, readers)
@@ -478,7 +477,7 @@ class Codec:
         for values, idx in symbols.y_passes:
             gauss.encode(enc, values, idx)
         if symbols.offset is not None:
-            self._offset_model().encode(enc, (symbols.offset + LATENT_OFFSET_MAX).reshape(-1, 1))
+            self._offset_model.encode(enc, (symbols.offset + LATENT_OFFSET_MAX).reshape(-1, 1))
         return struct.pack(">I", symbols.symbol_check()) + entropy.encoder_bytes(enc)
 
     def _z_pmf(self, rate: int):
@@ -605,7 +604,7 @@ class Codec:
                 ctx, ctx_t = torch.cat([c for c, _ in contexts]), torch.cat([t for _, t in contexts])
                 y_hat, passes = self._inter_passes(nets, z_hat, ctx_t, None, readers)
             offsets = [
-                self._offset_model().decode(dec, 1)[:, 0] - LATENT_OFFSET_MAX if item.unit.flags & FLAG_OFFSET else None
+                self._offset_model.decode(dec, 1)[:, 0] - LATENT_OFFSET_MAX if item.unit.flags & FLAG_OFFSET else None
                 for item, dec in zip(items, decoders)
             ]
             problems = [self._verify(item, _Symbols(z[i], [p[i] for p in passes], offset=offsets[i])) for i, item in enumerate(items)]

@@ -9,7 +9,7 @@ import io
 import numpy as np
 import pytest
 
-from s2vc.bitstream import FLAG_OFFSET, FLAG_RESET, StreamReader, Unit, UnitType
+from s2vc.bitstream import FLAG_OFFSET, FLAG_RESET, StreamReader, UnitType
 from s2vc.codec import LATENT_OFFSET_MAX, Codec
 from s2vc.errors import CorruptStreamError
 from s2vc.model import build_model
@@ -67,24 +67,15 @@ def test_the_offset_changes_the_picture_and_not_the_reference(tiny_model, frames
     assert any(not np.array_equal(a, b) for a, b in zip(with_offset, without))
     for on, off in zip(states_on, states_off):  # the references (and so the P-frames' symbols) are the same
         assert on.check() == off.check()
-    offsets = np.stack([s.latent_offset.numpy().ravel() for s in states_on]) / codec_step()
+    offsets = np.stack([s.latent_offset.numpy().ravel() for s in states_on]) / TINY.latent_offset_step
     assert np.array_equal(offsets, np.round(offsets)) and np.abs(offsets).max() <= LATENT_OFFSET_MAX
     # the offset costs a few bytes a frame: 16 channels of 31 levels
     assert 0 < len(data_on) - len(data_off) <= 7 * 16 * 5 / 8 + 7 * 2
 
 
-def codec_step() -> float:
-    return TINY.latent_offset_step
-
-
-def _units(data: bytes) -> list[Unit]:
-    return list(StreamReader(data))
-
-
 def test_an_offset_flag_set_by_hand_fails_the_symbol_check(tiny_model, frames):
     codec, _, data = _code(tiny_model, frames[:2], offset_interval=0)
-    reader = StreamReader(data)
-    units = list(reader)
+    units = list(StreamReader(data))
     p = units[1]
     assert p.type == UnitType.P and not p.flags & FLAG_OFFSET
     forged = dataclasses.replace(p, flags=p.flags | FLAG_OFFSET)
@@ -98,7 +89,7 @@ def test_a_model_without_the_tool_refuses_units_that_carry_an_offset(tiny_model,
     codec, _, data = _code(tiny_model, frames[:1], offset_interval=1)
     bare = build_model(Preset.from_dict({**TINY.to_dict(), "latent_offset_step": 0.0}), num_rates=2, seed=0)
     other = Codec(bare, reset_interval=4)
-    unit = _units(data)[0]
+    unit = next(iter(StreamReader(data)))
     assert unit.type == UnitType.I and unit.flags & FLAG_OFFSET and not unit.flags & FLAG_RESET
     with pytest.raises(CorruptStreamError, match="latent offset"):
         other.decode_frame(other.new_state(192, 128), unit)
